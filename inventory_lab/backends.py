@@ -1,0 +1,185 @@
+"""Turn a URL into a client: Redis (`fake` or `redis://…`) and SQL (SQLite, PostgreSQL, MariaDB).
+
+This is the one place that knows about drivers and dialects. The embedded default needs no server:
+`fake` is fakeredis with Lua (lupa) and SQLite is a file. Real servers are `redis://host:port/db`,
+`postgresql+psycopg://user@host/db` and `mysql+pymysql://user@host/db`. Passwords never leave this
+module unmasked: `mask_url` is what every report, log line and error message shows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import fakeredis
+import redis
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from inventory_lab.errors import BackendError
+
+FAKE_REDIS = "fake"
+SQL_DRIVERS = {"sqlite": "sqlite", "postgresql+psycopg": "postgresql", "mysql+pymysql": "mysql"}
+DEFAULT_SQLITE_PATH = Path(tempfile.gettempdir()) / "inventory_lab" / "lab.sqlite"
+
+_fake_servers: dict[str, fakeredis.FakeServer] = {}
+_fake_lock = threading.Lock()
+
+T = TypeVar("T")
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by '***' (safe to print, log and store)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "<unparseable URL>"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redis:
+    """A Redis client for `fake`, `fake://NAME` (a separate in-process server) or `redis://…`.
+
+    Clients of the same fake name share one in-process server, like clients of one real server.
+    """
+    if url == FAKE_REDIS or url.startswith("fake://"):
+        name = url.removeprefix("fake://") if url != FAKE_REDIS else "default"
+        with _fake_lock:
+            server = _fake_servers.setdefault(name, fakeredis.FakeServer())
+        return fakeredis.FakeRedis(server=server, decode_responses=True)
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise BackendError(
+            f"Redis URL must be 'fake' or start with redis://, rediss:// or unix://; "
+            f"got {mask_url(url)!r}"
+        )
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            max_connections=256,
+        )
+        client.ping()
+    except (ValueError, redis.RedisError) as exc:
+        raise BackendError(f"Redis at {mask_url(url)} does not answer: {_first_line(exc)}") from exc
+    return client
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+
+
+def sql_dialect(url: str) -> str:
+    """'sqlite', 'postgresql' or 'mysql' for a supported URL; BackendError otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise BackendError(f"not a database URL: {mask_url(url)!r}") from exc
+    dialect = SQL_DRIVERS.get(parsed.drivername)
+    if dialect is None:
+        supported = ", ".join(f"{d}://" for d in SQL_DRIVERS)
+        raise BackendError(f"unsupported database URL {mask_url(url)!r}: use one of {supported}")
+    return dialect
+
+
+def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
+    """A SQLAlchemy 2 engine for the URL (default: a SQLite file in the temp directory)."""
+    url = url or default_db_url()
+    dialect = sql_dialect(url)
+    try:
+        if dialect == "sqlite":
+            engine = _sqlite_engine(url, pool_size)
+        else:
+            engine = sa.create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size * 4,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except (DBAPIError, ArgumentError, OSError) as exc:
+        raise BackendError(
+            f"database at {mask_url(url)} does not answer: {_first_line(exc)}"
+        ) from exc
+    return engine
+
+
+def _sqlite_engine(url: str, pool_size: int) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 4,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        # WAL lets readers run beside the one writer; the busy timeout makes writers queue
+        # instead of failing at once with "database is locked".
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """A deadlock, serialization failure or lock timeout: the transaction may simply be re-run."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)  # psycopg 3
+    if sqlstate in ("40001", "40P01"):
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] in (1205, 1213):  # MariaDB/MySQL: lock wait timeout, deadlock
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+
+
+def in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
+    """Run `work` in one transaction; re-run it when the database reports a deadlock.
+
+    Under a hot row MariaDB picks deadlock victims and PostgreSQL may too; re-running the whole
+    transaction is the documented answer. Any other error propagates (the transaction rolled back).
+    """
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if attempt == attempts - 1 or not is_retryable(exc):
+                raise
+            time.sleep(0.001 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

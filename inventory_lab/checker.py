@@ -1,0 +1,151 @@
+"""The invariant checker: did the run oversell, deduct an order twice, lose an order, drift?
+
+It trusts no design's own bookkeeping. It reads the final state of the backends (DB stock, the
+order ledger, Redis stock where the design keeps one) and the per-attempt records the clients
+saw, and compares them with the initial stock:
+
+- oversold: per SKU, units sold beyond the initial stock — sold being the larger of what the
+  ledger shows deducted and what clients were told was accepted — plus any negative stock;
+- double_deducted: order lines (order id + SKU) with more than one ledger row;
+- lost: order lines a client was told were accepted that left no ledger row;
+- unaccounted: units by which the DB stock differs from initial minus the ledger (a lost update,
+  or a deduction nobody recorded);
+- converged: Redis stock equals DB stock for every SKU (None when the design keeps no Redis view).
+
+`check` is a pure function of those inputs, so tests can feed it a state with a known oversell;
+`check_lab` reads the inputs from a lab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+import sqlalchemy as sa
+
+from inventory_lab import keys, schema
+from inventory_lab.lab import Lab
+from inventory_lab.orders import Outcome
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    oversold: int
+    double_deducted: int
+    lost: int
+    unaccounted: int
+    converged: bool | None
+    drift: dict[str, int] = field(default_factory=dict)  # sku -> redis minus DB, nonzero only
+    per_sku: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.oversold == 0
+            and self.double_deducted == 0
+            and self.lost == 0
+            and self.unaccounted == 0
+            and self.converged is not False
+        )
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "oversold": self.oversold,
+            "double_deducted": self.double_deducted,
+            "lost": self.lost,
+            "unaccounted": self.unaccounted,
+            "converged": self.converged,
+            "drift": dict(self.drift),
+        }
+
+
+def check(
+    initial: Mapping[str, int],
+    db_stock: Mapping[str, int],
+    ledger: pd.DataFrame,
+    records: pd.DataFrame,
+    redis_stock: Mapping[str, int | None] | None = None,
+) -> CheckReport:
+    """Compare the final state with the initial stock and what clients were told."""
+    skus = sorted(set(initial) | set(db_stock))
+    ledger_units = ledger.groupby("sku")["qty"].sum() if len(ledger) else pd.Series(dtype=int)
+    accepted = records[records["outcome"] == Outcome.ACCEPTED.value]
+    accepted_lines = accepted.drop_duplicates(["order_id", "sku"])
+    accepted_units = accepted_lines.groupby("sku")["qty"].sum()
+
+    rows = []
+    for sku in skus:
+        start = int(initial.get(sku, 0))
+        final = int(db_stock.get(sku, 0))
+        deducted = int(ledger_units.get(sku, 0))
+        told = int(accepted_units.get(sku, 0))
+        sold = max(deducted, told)
+        redis_view = None if redis_stock is None else redis_stock.get(sku)
+        rows.append(
+            {
+                "sku": sku,
+                "initial": start,
+                "db_final": final,
+                "ledger_units": deducted,
+                "accepted_units": told,
+                "oversold": max(sold - start, -final, 0),
+                "unaccounted": abs(start - deducted - final),
+                "redis_final": redis_view,
+            }
+        )
+    per_sku = pd.DataFrame(rows)
+
+    per_line = ledger.groupby(["order_id", "sku"]).size() if len(ledger) else pd.Series(dtype=int)
+    double = int((per_line > 1).sum())
+    persisted = set(per_line.index) if len(per_line) else set()
+    lost = sum(
+        1
+        for line in zip(accepted_lines["order_id"], accepted_lines["sku"], strict=True)
+        if line not in persisted
+    )
+
+    drift: dict[str, int] = {}
+    converged: bool | None = None
+    if redis_stock is not None:
+        for row in rows:
+            redis_view = row["redis_final"]
+            gap = (0 if redis_view is None else int(redis_view)) - row["db_final"]
+            if redis_view is None or gap:
+                drift[row["sku"]] = gap
+        converged = not drift
+
+    return CheckReport(
+        oversold=int(per_sku["oversold"].sum()) if rows else 0,
+        double_deducted=double,
+        lost=lost,
+        unaccounted=int(per_sku["unaccounted"].sum()) if rows else 0,
+        converged=converged,
+        drift=drift,
+        per_sku=per_sku,
+    )
+
+
+def read_ledger(lab: Lab) -> pd.DataFrame:
+    query = sa.select(schema.orders.c.order_id, schema.orders.c.sku, schema.orders.c.qty)
+    with lab.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(rows, columns=["order_id", "sku", "qty"])
+
+
+def read_redis_stock(lab: Lab, skus: list[str]) -> dict[str, int | None]:
+    pipe = lab.redis.pipeline(transaction=False)
+    for sku in skus:
+        pipe.hget(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD)
+    values = pipe.execute()
+    return {sku: None if v is None else int(v) for sku, v in zip(skus, values, strict=True)}
+
+
+def check_lab(
+    lab: Lab, initial: Mapping[str, int], records: pd.DataFrame, *, redis_view: bool
+) -> CheckReport:
+    """Read the lab's final state and check it. `redis_view`: compare Redis stock too."""
+    with lab.engine.connect() as conn:
+        db_stock = schema.read_stock(conn)
+    redis_stock = read_redis_stock(lab, sorted(initial)) if redis_view else None
+    return check(initial, db_stock, read_ledger(lab), records, redis_stock)

@@ -1,0 +1,213 @@
+"""`inventory-lab`: list the designs, run one experiment, show stored runs. Thin over the package.
+
+Every expected failure (bad arguments, a bad URL, a server that does not answer) is one line on
+stderr and exit code 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from inventory_lab.backends import FAKE_REDIS, default_db_url
+from inventory_lab.designs import design_class, design_names
+from inventory_lab.errors import LabError
+from inventory_lab.experiment import RunReport, run_experiment
+from inventory_lab.lab import open_lab
+from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
+from inventory_lab.workload import Workload
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"inventory-lab: error: {message}\n")
+
+
+def _int_in(low: int, high: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="inventory-lab", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("designs", help="list the designs")
+
+    run = commands.add_parser("run", help="run one experiment and report the checker's findings")
+    run.add_argument("--design", required=True, help="a name from `inventory-lab designs`")
+    run.add_argument("--redis", default=FAKE_REDIS, help="'fake' (default) or redis://host:port/db")
+    run.add_argument("--db", default=None, help=f"SQLAlchemy URL (default {default_db_url()})")
+    run.add_argument("--skus", type=_int_in(1, 100_000), default=10)
+    run.add_argument("--stock", type=_int_in(0, 1_000_000_000), default=100, help="units per SKU")
+    run.add_argument("--orders", type=_int_in(1, 10_000_000), default=1000)
+    run.add_argument("--concurrency", type=_int_in(1, 256), default=8, help="client threads")
+    run.add_argument("--retries", type=_fraction, default=0.0, help="P(a client resends)")
+    run.add_argument("--skew", type=_non_negative, default=1.1, help="Zipf exponent; 0 = uniform")
+    run.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=42)
+    run.add_argument(
+        "--race-window-ms",
+        type=_non_negative,
+        default=None,
+        help="naive only: sleep between read and write, to widen the race",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument(
+        "--save",
+        nargs="?",
+        const=str(DEFAULT_PATH),
+        default=None,
+        metavar="PATH",
+        help=f"append the run to a DuckDB file (default {DEFAULT_PATH})",
+    )
+    run.add_argument("--progress", action="store_true", help="show a progress bar")
+
+    runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
+    runs.add_argument("--path", default=str(DEFAULT_PATH))
+    runs.add_argument("--last", type=_int_in(1, 10_000), default=20)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "designs":
+            return _designs()
+        if args.command == "run":
+            return _run(args)
+        return _runs(args)
+    except LabError as exc:
+        print(f"inventory-lab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _designs() -> int:
+    table = Table("design", "what it is")
+    for name in design_names():
+        table.add_row(name, design_class(name).summary)
+    Console().print(table)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    design_class(args.design)  # unknown names fail before any connection is made
+    options = {}
+    if args.race_window_ms is not None:
+        if args.design != "naive":
+            raise LabError("--race-window-ms applies to the naive design only")
+        options["race_window_s"] = args.race_window_ms / 1000.0
+    workload = Workload(
+        orders=args.orders,
+        skus=args.skus,
+        stock=args.stock,
+        skew=args.skew,
+        retries=args.retries,
+        seed=args.seed,
+    )
+    with open_lab(args.redis, args.db, pool_size=min(args.concurrency, 64)) as lab:
+        experiment = run_experiment(
+            lab,
+            args.design,
+            workload,
+            concurrency=args.concurrency,
+            options=options,
+            progress=args.progress,
+        )
+    report = experiment.report
+    if args.save:
+        save_run(report, Path(args.save))
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_report(report, experiment.check.ok)
+    return 0
+
+
+def _print_report(report: RunReport, ok: bool) -> None:
+    table = Table(title=f"{report.design} on {report.redis} + {report.db}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows = [
+        ("orders / attempts", f"{report.orders} / {report.attempts}"),
+        ("concurrency", str(report.concurrency)),
+        ("accepted", str(report.accepted)),
+        ("sold out", str(report.sold_out)),
+        ("duplicates", str(report.duplicates)),
+        ("rejected / errors", f"{report.rejected} / {report.errors}"),
+        ("oversold units", str(report.oversold)),
+        ("double deducted", str(report.double_deducted)),
+        ("lost", str(report.lost)),
+        ("unaccounted units", str(report.unaccounted)),
+        ("redis = db", "n/a" if report.converged is None else str(report.converged)),
+        ("elapsed", f"{report.elapsed_s:.3f} s"),
+        ("throughput", f"{report.throughput:,.0f} attempts/s"),
+        ("latency p50 / p99", "{p50:.2f} / {p99:.2f} ms".format(**report.latency_ms)),
+        ("machine", report.machine),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console = Console()
+    console.print(table)
+    verdict = "[green]invariants hold[/]" if ok else "[red]invariants violated[/]"
+    console.print(f"checker: {verdict}")
+
+
+def _runs(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise LabError(f"no results file at {path}; run with --save first")
+    frame = load_runs(path).tail(args.last)
+    columns = [
+        "started_at",
+        "design",
+        "db",
+        "concurrency",
+        "skus",
+        "accepted",
+        "oversold",
+        "double_deducted",
+        "throughput",
+        "p99_ms",
+    ]
+    table = Table(*columns)
+    for row in frame[columns].itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)
+    return 0

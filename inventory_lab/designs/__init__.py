@@ -1,0 +1,42 @@
+"""The designs, one module each, behind one protocol and a registry keyed by name.
+
+A design is a small class: `setup(initial)` loads stock, `deduct(order)` answers one order line,
+`drain()` waits for any asynchronous work, `stock(sku)` tells what the design believes is left.
+Adding a design is adding a module here whose class is decorated with `@register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from inventory_lab.designs.base import REGISTRY, BaseDesign, Design, register
+from inventory_lab.errors import LabError
+
+__all__ = ["REGISTRY", "BaseDesign", "Design", "design_class", "design_names", "register"]
+
+_loaded = False
+
+
+def _load_all() -> None:
+    global _loaded
+    if not _loaded:
+        for module in pkgutil.iter_modules(__path__):
+            if module.name != "base":
+                importlib.import_module(f"{__name__}.{module.name}")
+        _loaded = True
+
+
+def design_names() -> list[str]:
+    _load_all()
+    return sorted(REGISTRY)
+
+
+def design_class(name: str) -> type[BaseDesign]:
+    _load_all()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise LabError(
+            f"unknown design {name!r}; choose one of: {', '.join(design_names())}"
+        ) from None

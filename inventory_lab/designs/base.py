@@ -1,0 +1,75 @@
+"""The Design protocol, a base class with the shared bookkeeping, and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
+
+from inventory_lab import schema
+from inventory_lab.lab import Lab
+from inventory_lab.orders import Order, Result, check_known_sku
+
+
+@runtime_checkable
+class Design(Protocol):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    uses_redis: ClassVar[bool]
+
+    def setup(self, initial: Mapping[str, int]) -> None: ...
+    def deduct(self, order: Order) -> Result: ...
+    def drain(self) -> None: ...
+    def stock(self, sku: str) -> int: ...
+
+
+class BaseDesign:
+    """What every design shares: the lab, the catalog of known SKUs, the DB's view of stock."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    uses_redis: ClassVar[bool] = False
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self._catalog: frozenset[str] | None = None
+
+    def setup(self, initial: Mapping[str, int]) -> None:
+        """Start from `initial` stock: fresh tables (and, for Redis designs, fresh keys)."""
+        for sku, num in initial.items():
+            Order("setup", sku, 1)  # validates the SKU's spelling
+            if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+                raise ValueError(f"initial stock of {sku!r} must be an integer >= 0, got {num!r}")
+        schema.reset(self.lab.engine, initial)
+        self._catalog = frozenset(initial)
+
+    @property
+    def catalog(self) -> frozenset[str]:
+        if self._catalog is None:
+            self._catalog = schema.catalog(self.lab.engine)
+        return self._catalog
+
+    def check(self, order: Order) -> None:
+        """Refuse an order for a SKU the stock table does not know (InvalidOrder)."""
+        check_known_sku(order.sku, self.catalog)
+
+    def deduct(self, order: Order) -> Result:
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Nothing to wait for: a synchronous design has persisted everything it accepted."""
+
+    def stock(self, sku: str) -> int:
+        with self.lab.engine.connect() as conn:
+            return schema.read_stock(conn)[sku]
+
+
+REGISTRY: dict[str, type[BaseDesign]] = {}
+
+D = TypeVar("D", bound=type[BaseDesign])
+
+
+def register(cls: D) -> D:
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f"design name {cls.name!r} is empty or taken")
+    REGISTRY[cls.name] = cls
+    return cls

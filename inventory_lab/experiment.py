@@ -1,0 +1,138 @@
+"""One experiment: set up a design, run a workload against it, check the invariants, measure.
+
+This is what the CLI's `run` and the notebooks call. The report carries the checker's findings,
+the outcome counts, throughput and latency, and says which backends and machine it came from, so
+that every number the lab shows can be traced to a run someone can repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from inventory_lab.checker import CheckReport, check_lab
+from inventory_lab.designs import design_class
+from inventory_lab.lab import Lab
+from inventory_lab.orders import Outcome
+from inventory_lab.workload import Workload, run_workload
+
+
+def machine() -> str:
+    """A short, stable description of where a run happened."""
+    host = platform.node() or "unknown"
+    return f"{host} ({platform.system()} {platform.machine()}, {os.cpu_count()} cpus)"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    design: str
+    redis: str
+    db: str
+    machine: str
+    started_at: str
+    workload: dict[str, Any]
+    concurrency: int
+    attempts: int
+    accepted: int
+    sold_out: int
+    duplicates: int
+    rejected: int
+    errors: int
+    oversold: int
+    double_deducted: int
+    lost: int
+    unaccounted: int
+    converged: bool | None
+    elapsed_s: float
+    throughput: float  # attempts answered per second
+    latency_ms: dict[str, float]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def orders(self) -> int:
+        return int(self.workload["orders"])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["orders"] = self.orders
+        return data
+
+
+@dataclass(frozen=True)
+class Experiment:
+    report: RunReport
+    check: CheckReport
+    records: pd.DataFrame
+
+
+def run_experiment(
+    lab: Lab,
+    design: str = "db_only",
+    workload: Workload | None = None,
+    *,
+    concurrency: int = 8,
+    options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> Experiment:
+    """Reset the lab's state, run the workload against the named design, check and report."""
+    workload = workload or Workload()
+    options = dict(options or {})
+    cls = design_class(design)
+    instance = cls(lab, **options)
+    initial = workload.initial_stock()
+    attempts = workload.attempts()
+    instance.setup(initial)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    records = run_workload(instance, attempts, concurrency=concurrency, progress=progress)
+    instance.drain()
+    findings = check_lab(lab, initial, records, redis_view=cls.uses_redis)
+    report = _report(lab, design, workload, concurrency, options, started_at, records, findings)
+    return Experiment(report=report, check=findings, records=records)
+
+
+def _report(
+    lab: Lab,
+    design: str,
+    workload: Workload,
+    concurrency: int,
+    options: dict[str, Any],
+    started_at: str,
+    records: pd.DataFrame,
+    findings: CheckReport,
+) -> RunReport:
+    counts = records["outcome"].value_counts()
+    elapsed = float(records["end_s"].max()) if len(records) else 0.0
+    latency = records["latency_ms"]
+    return RunReport(
+        design=design,
+        redis=lab.redis_url,
+        db=lab.db_url,
+        machine=machine(),
+        started_at=started_at,
+        workload=asdict(workload),
+        concurrency=concurrency,
+        attempts=len(records),
+        accepted=int(counts.get(Outcome.ACCEPTED.value, 0)),
+        sold_out=int(counts.get(Outcome.SOLD_OUT.value, 0)),
+        duplicates=int(counts.get(Outcome.DUPLICATE.value, 0)),
+        rejected=int(counts.get(Outcome.REJECTED.value, 0)),
+        errors=int(counts.get(Outcome.ERROR.value, 0)),
+        oversold=findings.oversold,
+        double_deducted=findings.double_deducted,
+        lost=findings.lost,
+        unaccounted=findings.unaccounted,
+        converged=findings.converged,
+        elapsed_s=round(elapsed, 4),
+        throughput=round(len(records) / elapsed, 1) if elapsed > 0 else 0.0,
+        latency_ms={
+            "p50": round(float(latency.quantile(0.50)), 3) if len(latency) else 0.0,
+            "p99": round(float(latency.quantile(0.99)), 3) if len(latency) else 0.0,
+        },
+        options=options,
+    )

@@ -1,0 +1,82 @@
+"""The lab's handle on its backends: one Redis client, one SQL engine, one key namespace.
+
+`open_lab()` with no arguments is the embedded default (fakeredis + a SQLite file); pass URLs for
+real servers. The masked URLs are what reports and stored results show.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.engine import Engine
+
+from inventory_lab import keys
+from inventory_lab.backends import (
+    FAKE_REDIS,
+    default_db_url,
+    mask_url,
+    redis_client,
+    sql_dialect,
+    sql_engine,
+)
+from inventory_lab.errors import BackendError
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_\-]{1,40}")
+
+
+@dataclass
+class Lab:
+    redis: redis.Redis
+    engine: Engine
+    redis_url: str  # masked
+    db_url: str  # masked
+    dialect: str  # 'sqlite', 'postgresql' or 'mysql'
+    namespace: str = "ilab"
+
+    def clear_redis(self) -> int:
+        """Delete every key of this lab's namespace; returns how many went."""
+        pattern = keys.namespace_pattern(self.namespace)
+        doomed = list(self.redis.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(doomed), 500):
+            self.redis.delete(*doomed[start : start + 500])
+        return len(doomed)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def open_lab(
+    redis_url: str = FAKE_REDIS,
+    db_url: str | None = None,
+    *,
+    namespace: str = "ilab",
+    pool_size: int = 16,
+) -> Lab:
+    """Connect to both backends (raises BackendError, with masked URLs, if either fails)."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise BackendError(f"namespace {namespace!r}: 1-40 letters, digits, '_' or '-'")
+    db_url = db_url or default_db_url()
+    dialect = sql_dialect(db_url)
+    engine = sql_engine(db_url, pool_size=pool_size)
+    try:
+        client = redis_client(redis_url)
+    except BackendError:
+        engine.dispose()
+        raise
+    return Lab(
+        redis=client,
+        engine=engine,
+        redis_url=mask_url(redis_url),
+        db_url=mask_url(db_url),
+        dialect=dialect,
+        namespace=namespace,
+    )

@@ -1,0 +1,151 @@
+"""The workload: N orders over K SKUs with a hot-SKU skew and client retries, run by C clients.
+
+`Workload` is a value (fixed seed: the same attempts every time). `run_workload` sends its attempts
+through C client threads against one design and returns one row per attempt — order, attempt
+number, client, start/end, outcome — as a pandas DataFrame. The checker reads that frame together
+with the backends' final state.
+
+Skew is Zipf-like: SKU of rank r is chosen with weight 1 / r**skew (0 = uniform; `skus=1` is one
+hot SKU). A retry is the same order sent again, a few places later in the stream, so that some
+retries race their original and some arrive after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from inventory_lab.designs.base import Design
+from inventory_lab.errors import InvalidOrder
+from inventory_lab.orders import Order, Outcome, Result
+
+RECORD_COLUMNS = [
+    "order_id",
+    "sku",
+    "qty",
+    "attempt",
+    "client",
+    "start_s",
+    "end_s",
+    "latency_ms",
+    "outcome",
+    "detail",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    order: Order
+    attempt: int  # 0 = first send, 1.. = client retries of the same order
+
+
+@dataclass(frozen=True)
+class Workload:
+    orders: int = 1000
+    skus: int = 10
+    stock: int = 100  # initial units per SKU
+    skew: float = 1.1  # Zipf exponent over SKU rank; 0 = uniform
+    retries: float = 0.0  # probability that the client sends an order a second time
+    max_qty: int = 1  # quantities are drawn from 1..max_qty
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.orders >= 1, "orders must be >= 1"),
+            (self.skus >= 1, "skus must be >= 1"),
+            (self.stock >= 0, "stock must be >= 0"),
+            (self.skew >= 0, "skew must be >= 0"),
+            (0.0 <= self.retries <= 1.0, "retries must be a probability in [0, 1]"),
+            (self.max_qty >= 1, "max_qty must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def sku_names(self) -> list[str]:
+        return [f"sku-{i:04d}" for i in range(1, self.skus + 1)]
+
+    def initial_stock(self) -> dict[str, int]:
+        return {sku: self.stock for sku in self.sku_names()}
+
+    def attempts(self) -> list[Attempt]:
+        rng = random.Random(self.seed)
+        skus = self.sku_names()
+        weights = [1.0 / (rank**self.skew) for rank in range(1, len(skus) + 1)]
+        chosen = rng.choices(skus, weights=weights, k=self.orders)
+        placed: list[tuple[float, Attempt]] = []
+        for i, sku in enumerate(chosen):
+            order = Order(f"o-{self.seed}-{i:07d}", sku, rng.randint(1, self.max_qty))
+            placed.append((float(i), Attempt(order, 0)))
+            if rng.random() < self.retries:
+                placed.append((i + rng.uniform(0.0, 8.0), Attempt(order, 1)))
+        placed.sort(key=lambda pair: pair[0])
+        return [attempt for _, attempt in placed]
+
+
+def run_workload(
+    design: Design,
+    attempts: list[Attempt],
+    *,
+    concurrency: int = 8,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Send every attempt through `concurrency` client threads; one record per attempt."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    counter = itertools.count()  # next() on itertools.count is atomic under the GIL
+    records: list[list[list[object]]] = [[] for _ in range(concurrency)]
+    bar = tqdm(total=len(attempts), disable=not progress, desc=design.name, unit="order")
+    t0 = time.perf_counter()
+
+    def client(index: int) -> None:
+        mine = records[index]
+        while (i := next(counter)) < len(attempts):
+            attempt = attempts[i]
+            start = time.perf_counter()
+            result = _deduct(design, attempt.order)
+            end = time.perf_counter()
+            order = attempt.order
+            mine.append(
+                [
+                    order.order_id,
+                    order.sku,
+                    order.qty,
+                    attempt.attempt,
+                    index,
+                    start - t0,
+                    end - t0,
+                    (end - start) * 1000.0,
+                    result.outcome.value,
+                    result.detail,
+                ]
+            )
+            bar.update(1)
+
+    threads = [
+        threading.Thread(target=client, args=(i,), name=f"client-{i}") for i in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bar.close()
+    rows = [row for per_client in records for row in per_client]
+    frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    return frame.sort_values("start_s", ignore_index=True)
+
+
+def _deduct(design: Design, order: Order) -> Result:
+    """A client's view: bad input is `rejected`; a backend failure leaves the outcome unknown."""
+    try:
+        return design.deduct(order)
+    except InvalidOrder as exc:
+        return Result(Outcome.REJECTED, str(exc))
+    except Exception as exc:
+        return Result(Outcome.ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
