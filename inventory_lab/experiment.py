@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import design_class
@@ -136,3 +137,28 @@ def _report(
         },
         options=options,
     )
+
+
+def sweep(
+    lab: Lab,
+    design: str,
+    workloads: Mapping[str, Workload],
+    concurrencies: Sequence[int],
+    *,
+    options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run `design` for every (workload, concurrency) pair; one row of the report per run.
+
+    The `workload` column holds the label given in `workloads` (e.g. "hot SKU", "spread").
+    """
+    rows = []
+    cells = [(label, c) for label in workloads for c in concurrencies]
+    for label, concurrency in tqdm(cells, desc=f"{design} sweep", disable=not progress):
+        report = run_experiment(
+            lab, design, workloads[label], concurrency=concurrency, options=options
+        ).report
+        row = report.to_dict()
+        row.update(workload=label, p50_ms=row["latency_ms"]["p50"], p99_ms=row["latency_ms"]["p99"])
+        rows.append(row)
+    return pd.DataFrame(rows)

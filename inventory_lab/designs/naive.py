@@ -3,19 +3,25 @@
 Two clients that read the same stock both pass the check and both write `read - qty`: the second
 write overwrites the first (a lost update) and more units are sold than exist. It keeps no
 anti-repeat code either, so a client retry deducts twice. `race_window_s` widens the gap between
-read and write (a sleep), which makes the race happen on every backend, however fast.
+read and write (a sleep), which makes the race happen on every backend, however fast; `pause`, a
+callable run in that gap, lets a caller force one exact interleaving (see `forced_lost_update`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
+import pandas as pd
 import sqlalchemy as sa
 
 from inventory_lab import schema
+from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs.base import BaseDesign, register
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
+from inventory_lab.workload import Attempt, run_workload
 
 
 @register
@@ -23,11 +29,18 @@ class Naive(BaseDesign):
     name = "naive"
     summary = "read stock, check in the app, write stock - oversells under concurrency"
 
-    def __init__(self, lab: Lab, *, race_window_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        *,
+        race_window_s: float = 0.0,
+        pause: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(lab)
         if race_window_s < 0:
             raise ValueError("race_window_s must be >= 0")
         self.race_window_s = race_window_s
+        self.pause = pause
 
     def deduct(self, order: Order) -> Result:
         self.check(order)
@@ -41,6 +54,8 @@ class Naive(BaseDesign):
             return Result(Outcome.SOLD_OUT, f"read {num} left")
         if self.race_window_s:
             time.sleep(self.race_window_s)
+        if self.pause is not None:
+            self.pause()
         with engine.begin() as conn:
             conn.execute(
                 sa.update(schema.stock)
@@ -49,3 +64,20 @@ class Naive(BaseDesign):
             )
             schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
         return Result(Outcome.ACCEPTED, f"wrote {num - order.qty}")
+
+
+def forced_lost_update(
+    lab: Lab, *, buyers: int = 2, stock: int = 1
+) -> tuple[pd.DataFrame, CheckReport]:
+    """`buyers` clients each buy one unit of one SKU; all read before any writes. Deterministic.
+
+    A barrier in the read-write gap holds every client until all have read the same stock, so
+    each passes the check and each writes `stock - 1`: `buyers` units sold, one deducted.
+    """
+    barrier = threading.Barrier(buyers, timeout=30)
+    design = Naive(lab, pause=barrier.wait)
+    initial = {"sku-hot": stock}
+    design.setup(initial)
+    attempts = [Attempt(Order(f"buyer-{i}", "sku-hot", 1), 0) for i in range(buyers)]
+    records = run_workload(design, attempts, concurrency=buyers)
+    return records, check_lab(lab, initial, records, redis_view=False)
