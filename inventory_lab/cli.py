@@ -206,8 +206,5 @@ def _runs(args: argparse.Namespace) -> int:
         "throughput",
         "p99_ms",
     ]
-    table = Table(*columns)
-    for row in frame[columns].itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
-    Console().print(table)
+    print(frame[columns].to_string(index=False))
     return 0

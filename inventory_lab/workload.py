@@ -102,10 +102,12 @@ def run_workload(
     counter = itertools.count()  # next() on itertools.count is atomic under the GIL
     records: list[list[list[object]]] = [[] for _ in range(concurrency)]
     bar = tqdm(total=len(attempts), disable=not progress, desc=design.name, unit="order")
-    t0 = time.perf_counter()
+    go = threading.Event()  # every client starts at once, so none gets a head start
+    t0 = 0.0
 
     def client(index: int) -> None:
         mine = records[index]
+        go.wait()
         while (i := next(counter)) < len(attempts):
             attempt = attempts[i]
             start = time.perf_counter()
@@ -133,6 +135,8 @@ def run_workload(
     ]
     for thread in threads:
         thread.start()
+    t0 = time.perf_counter()
+    go.set()
     for thread in threads:
         thread.join()
     bar.close()

@@ -1,0 +1,133 @@
+"""Backends as parametrized fixtures: the embedded default everywhere, real servers where given.
+
+`INVENTORY_LAB_REDIS_URL` (one URL) and `INVENTORY_LAB_DB_URLS` (comma-separated SQLAlchemy URLs)
+name real servers. Each real database gets a scratch database of its own, dropped at the end; each
+test gets its own Redis key namespace, deleted at the end. Without the variables the real cases
+skip; with CI=true a missing or unreachable server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from inventory_lab import BackendError, Lab, open_lab
+from inventory_lab.backends import mask_url, sql_dialect
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REAL_REDIS = os.environ.get("INVENTORY_LAB_REDIS_URL", "").strip()
+REAL_DBS = [u.strip() for u in os.environ.get("INVENTORY_LAB_DB_URLS", "").split(",") if u.strip()]
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _missing(what: str) -> None:
+    message = f"{what} (set INVENTORY_LAB_REDIS_URL / INVENTORY_LAB_DB_URLS)"
+    if IN_CI:
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _db_id(url: str) -> str:
+    return url if url in ("sqlite", "real-db") else sql_dialect(url)
+
+
+DB_PARAMS = ["sqlite", *(REAL_DBS or ["real-db"])]
+REDIS_PARAMS = ["fake", REAL_REDIS or "real-redis"]
+
+
+class _ScratchDatabases:
+    """One scratch database per real server URL for the whole session."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, str] = {}
+
+    def url_for(self, server_url: str) -> str:
+        if server_url not in self.created:
+            self.created[server_url] = self._create(server_url)
+        return self.created[server_url]
+
+    def _create(self, server_url: str) -> str:
+        name = f"ilab_test_{RUN_ID}"
+        engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+        except sa.exc.DBAPIError as exc:
+            _missing(f"database {mask_url(server_url)} does not answer: {exc.orig}")
+        finally:
+            engine.dispose()
+        return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        for server_url, scratch_url in self.created.items():
+            name = make_url(scratch_url).database
+            engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                force = " WITH (FORCE)" if conn.dialect.name == "postgresql" else ""
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def scratch_databases() -> Iterator[_ScratchDatabases]:
+    scratch = _ScratchDatabases()
+    yield scratch
+    scratch.drop_all()
+
+
+@pytest.fixture(params=DB_PARAMS, ids=_db_id)
+def db_url(request: pytest.FixtureRequest, tmp_path, scratch_databases) -> str:
+    """A database URL: a fresh SQLite file, or a scratch database on each real server given."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    if request.param == "real-db":
+        _missing("no real database configured")
+    return scratch_databases.url_for(request.param)
+
+
+@pytest.fixture(params=REDIS_PARAMS)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """`fake` (an in-process server of this test's own) or the real Redis given."""
+    if request.param == "fake":
+        return f"fake://{uuid.uuid4().hex}"
+    if request.param == "real-redis":
+        _missing("no real Redis configured")
+    return request.param
+
+
+def _open(redis: str, db: str) -> Iterator[Lab]:
+    namespace = f"t{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    try:
+        lab = open_lab(redis, db, namespace=namespace, pool_size=8)
+    except BackendError as exc:
+        _missing(str(exc))
+    try:
+        yield lab
+    finally:
+        lab.clear_redis()
+        lab.close()
+
+
+@pytest.fixture
+def lab(db_url: str) -> Iterator[Lab]:
+    """A lab on fakeredis and each database backend (for the DB-side designs)."""
+    yield from _open(f"fake://{uuid.uuid4().hex}", db_url)
+
+
+@pytest.fixture
+def redis_lab(redis_url: str, tmp_path) -> Iterator[Lab]:
+    """A lab on each Redis backend, with a SQLite file beside it."""
+    yield from _open(redis_url, f"sqlite:///{tmp_path / 'lab.sqlite'}")
+
+
+@pytest.fixture
+def default_lab(tmp_path) -> Iterator[Lab]:
+    """The embedded default only: fakeredis and a SQLite file."""
+    yield from _open(f"fake://{uuid.uuid4().hex}", f"sqlite:///{tmp_path / 'lab.sqlite'}")

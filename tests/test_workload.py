@@ -1,0 +1,87 @@
+import time
+
+import pytest
+
+from inventory_lab import Order, Outcome, Result, Workload, run_workload
+from inventory_lab.workload import RECORD_COLUMNS
+
+
+def test_the_same_seed_gives_the_same_attempts():
+    assert Workload(seed=3).attempts() == Workload(seed=3).attempts()
+    assert Workload(seed=3).attempts() != Workload(seed=4).attempts()
+
+
+def test_skew_makes_the_first_sku_hot_and_zero_skew_spreads():
+    hot = Workload(orders=5000, skus=50, skew=1.2).attempts()
+    flat = Workload(orders=5000, skus=50, skew=0).attempts()
+    share = lambda attempts: sum(a.order.sku == "sku-0001" for a in attempts) / len(attempts)  # noqa: E731
+    assert share(hot) > 0.15
+    assert share(flat) < 0.05
+
+
+def test_retries_resend_the_same_order():
+    attempts = Workload(orders=1000, retries=0.25).attempts()
+    retries = [a for a in attempts if a.attempt == 1]
+    originals = {a.order for a in attempts if a.attempt == 0}
+    assert 180 < len(retries) < 320
+    assert all(a.order in originals for a in retries)
+    assert len(originals) == 1000
+
+
+def test_quantities_stay_in_range_and_initial_stock_covers_every_sku():
+    workload = Workload(orders=300, skus=7, stock=9, max_qty=3)
+    assert {a.order.qty for a in workload.attempts()} == {1, 2, 3}
+    assert workload.initial_stock() == {f"sku-{i:04d}": 9 for i in range(1, 8)}
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"orders": 0}, {"skus": 0}, {"stock": -1}, {"retries": 1.5}, {"skew": -1}]
+)
+def test_bad_workloads_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        Workload(**kwargs)
+
+
+class _Recorder:
+    """A stand-in design that records which threads called it."""
+
+    name = "recorder"
+
+    def __init__(self, fail_on=None):
+        self.fail_on = fail_on
+        self.seen = []
+
+    def deduct(self, order: Order) -> Result:
+        time.sleep(0.0005)  # a round trip, so that the clients take turns
+        self.seen.append(order.order_id)
+        if order.order_id == self.fail_on:
+            raise RuntimeError("server went away")
+        if order.qty > 1:
+            Order(order.order_id, "bad sku", 1)  # raises InvalidOrder
+        return Result(Outcome.ACCEPTED)
+
+
+def test_run_records_every_attempt_once_across_clients():
+    workload = Workload(orders=200, retries=0.1)
+    attempts = workload.attempts()
+    design = _Recorder()
+    records = run_workload(design, attempts, concurrency=5)
+    assert list(records.columns) == RECORD_COLUMNS
+    assert len(records) == len(attempts) == len(design.seen)
+    assert records["client"].nunique() > 1
+    assert (records["end_s"] >= records["start_s"]).all()
+
+
+def test_run_turns_bad_input_into_rejected_and_failures_into_error():
+    attempts = Workload(orders=50, max_qty=2, seed=1).attempts()
+    victim = attempts[0].order.order_id
+    records = run_workload(_Recorder(fail_on=victim), attempts, concurrency=3)
+    outcomes = records.set_index("order_id")["outcome"]
+    assert outcomes[victim] == "error"
+    wanted = {a.order.order_id for a in attempts if a.order.qty > 1 and a.order.order_id != victim}
+    assert set(records.loc[records["outcome"] == "rejected", "order_id"]) == wanted
+
+
+def test_concurrency_must_be_positive():
+    with pytest.raises(ValueError):
+        run_workload(_Recorder(), Workload(orders=5).attempts(), concurrency=0)
