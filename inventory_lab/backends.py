@@ -115,7 +115,7 @@ def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
                 url,
                 pool_size=pool_size,
                 max_overflow=pool_size * 4,
-                pool_pre_ping=True,
+                pool_recycle=3600,
                 connect_args={"connect_timeout": 5},
             )
         with engine.connect() as conn:
