@@ -10,7 +10,9 @@ saw, and compares them with the initial stock:
 - lost: order lines a client was told were accepted that left no ledger row;
 - unaccounted: units by which the DB stock differs from initial minus the ledger (a lost update,
   or a deduction nobody recorded);
-- converged: Redis stock equals DB stock for every SKU (None when the design keeps no Redis view).
+- converged: Redis stock equals DB stock for every SKU (None when the design keeps no Redis view);
+- false_sold_out: orders refused as sold out although their SKU still had enough stock at the end
+  (stock only falls during a run, so it had enough all along): an undersell, not a safety breach.
 
 `check` is a pure function of those inputs, so tests can feed it a state with a known oversell;
 `check_lab` reads the inputs from a lab.
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
-from inventory_lab import keys, schema
+from inventory_lab import schema
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
+from inventory_lab.redis_stock import read_redis_stock
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class CheckReport:
     lost: int
     unaccounted: int
     converged: bool | None
+    false_sold_out: int = 0
     drift: dict[str, int] = field(default_factory=dict)  # sku -> redis minus DB, nonzero only
     per_sku: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
@@ -57,6 +61,7 @@ class CheckReport:
             "unaccounted": self.unaccounted,
             "converged": self.converged,
             "drift": dict(self.drift),
+            "false_sold_out": self.false_sold_out,
         }
 
 
@@ -105,6 +110,14 @@ def check(
         if line not in persisted
     )
 
+    sold_out = records[records["outcome"] == Outcome.SOLD_OUT.value]
+    final_of = {row["sku"]: row["db_final"] for row in rows}
+    false_sold_out = sum(
+        1
+        for sku, qty in zip(sold_out["sku"], sold_out["qty"], strict=True)
+        if final_of.get(sku, 0) >= qty
+    )
+
     drift: dict[str, int] = {}
     converged: bool | None = None
     if redis_stock is not None:
@@ -122,6 +135,7 @@ def check(
         unaccounted=int(per_sku["unaccounted"].sum()) if rows else 0,
         converged=converged,
         drift=drift,
+        false_sold_out=false_sold_out,
         per_sku=per_sku,
     )
 
@@ -131,14 +145,6 @@ def read_ledger(lab: Lab) -> pd.DataFrame:
     with lab.engine.connect() as conn:
         rows = conn.execute(query).all()
     return pd.DataFrame(rows, columns=["order_id", "sku", "qty"])
-
-
-def read_redis_stock(lab: Lab, skus: list[str]) -> dict[str, int | None]:
-    pipe = lab.redis.pipeline(transaction=False)
-    for sku in skus:
-        pipe.hget(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD)
-    values = pipe.execute()
-    return {sku: None if v is None else int(v) for sku, v in zip(skus, values, strict=True)}
 
 
 def check_lab(

@@ -50,6 +50,7 @@ class RunReport:
     lost: int
     unaccounted: int
     converged: bool | None
+    false_sold_out: int
     elapsed_s: float
     throughput: float  # attempts answered per second
     latency_ms: dict[str, float]
@@ -129,6 +130,7 @@ def _report(
         lost=findings.lost,
         unaccounted=findings.unaccounted,
         converged=findings.converged,
+        false_sold_out=findings.false_sold_out,
         elapsed_s=round(elapsed, 4),
         throughput=round(len(records) / elapsed, 1) if elapsed > 0 else 0.0,
         latency_ms={

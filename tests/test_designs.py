@@ -145,6 +145,7 @@ def test_db_only_holds_every_invariant_under_concurrency_with_retries(lab):
         "unaccounted": 0,
         "converged": None,
         "drift": {},
+        "false_sold_out": 0,
     }
     assert (records["outcome"] == "error").sum() == 0
     assert (records["outcome"] == "duplicate").sum() > 0

@@ -1,0 +1,183 @@
+"""The Redis two-gate designs on fakeredis and on the real Redis: gates, variants, idempotency."""
+
+import time
+
+import pandas as pd
+import pytest
+
+from inventory_lab import InvalidOrder, Order, Outcome, Workload, check_lab, keys, run_workload
+from inventory_lab.designs import design_class
+from inventory_lab.designs.two_gate import TwoGateCommands, TwoGateMulti, TwoGatePipeline
+from inventory_lab.designs.two_gate_lua import TwoGateLua
+from inventory_lab.redis_stock import read_redis_stock, warm_up
+from inventory_lab.workload import RECORD_COLUMNS
+
+VARIANTS = ["two_gate", "two_gate_pipeline", "two_gate_multi", "two_gate_watch", "two_gate_lua"]
+
+
+def _design(lab, name, **options):
+    design = design_class(name)(lab, **options)
+    design.setup({"sku-1": 3, "sku-2": 5})
+    return design
+
+
+def _redis_state(lab):
+    return sorted(
+        (key, lab.redis.type(key), lab.redis.hgetall(key) if lab.redis.type(key) == "hash" else "")
+        for key in lab.redis.scan_iter(match=f"{lab.namespace}:*")
+    )
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_each_variant_accepts_refuses_and_deducts_in_both_gates(redis_lab, name):
+    design = _design(redis_lab, name)
+    assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.ACCEPTED
+    assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.DUPLICATE
+    assert design.deduct(Order("o-2", "sku-1", 2)).outcome is Outcome.SOLD_OUT
+    assert design.deduct(Order("o-3", "sku-1", 1)).outcome is Outcome.ACCEPTED  # the last unit
+    assert design.stock("sku-1") == 0
+    assert read_redis_stock(redis_lab, ["sku-1", "sku-2"]) == {"sku-1": 0, "sku-2": 5}
+    report = check_lab(redis_lab, {"sku-1": 3, "sku-2": 5}, _records(), redis_view=True)
+    assert report.ok and report.converged
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_sold_out_order_can_be_retried_when_it_fits(redis_lab, name):
+    design = _design(redis_lab, name)
+    assert design.deduct(Order("o-1", "sku-1", 4)).outcome is Outcome.SOLD_OUT
+    assert design.deduct(Order("o-1", "sku-1", 3)).outcome is Outcome.ACCEPTED
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_bad_input_changes_neither_redis_nor_the_db(redis_lab, name):
+    design = _design(redis_lab, name)
+    before = _redis_state(redis_lab)
+    with pytest.raises(InvalidOrder, match="unknown SKU"):
+        design.deduct(Order("o-1", "sku-404", 1))
+    for bad in [("o-1", "sku-1", 0), ("o-1", "sku-1", -2), ("o 1", "sku-1", 1), ("o-1", "*", 1)]:
+        with pytest.raises(InvalidOrder):
+            design.deduct(Order(*bad))
+    assert _redis_state(redis_lab) == before
+    assert design.stock("sku-1") == 3
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_holds_the_invariants_under_concurrency_with_retries(redis_lab, name):
+    workload = Workload(orders=300, skus=2, stock=40, retries=0.3, max_qty=2, seed=11)
+    design = design_class(name)(redis_lab)
+    design.setup(workload.initial_stock())
+    records = run_workload(design, workload.attempts(), concurrency=12)
+    report = check_lab(redis_lab, workload.initial_stock(), records, redis_view=True)
+    assert (records["outcome"] == "error").sum() == 0
+    assert report.oversold == 0 and report.double_deducted == 0 and report.lost == 0
+    assert report.unaccounted == 0
+    assert report.converged, report.drift
+
+
+def test_warm_up_is_idempotent(redis_lab):
+    design = _design(redis_lab, "two_gate")
+    design.deduct(Order("o-1", "sku-1", 1))
+    assert warm_up(redis_lab) == warm_up(redis_lab) == {"sku-1": 2, "sku-2": 5}
+    assert read_redis_stock(redis_lab, ["sku-1"]) == {"sku-1": 2}
+
+
+def test_keys_share_the_skus_hash_tag(redis_lab):
+    design = _design(redis_lab, "two_gate_lua")
+    code_key, stock_key = design.keys_for(Order("o-1", "sku-1", 1))
+    assert "{sku-1}" in code_key and "{sku-1}" in stock_key
+    assert code_key.startswith(redis_lab.namespace) and stock_key == keys.stock_key(
+        redis_lab.namespace, "sku-1"
+    )
+
+
+def test_the_anti_repeat_code_expires_after_its_ttl(redis_lab):
+    design = _design(redis_lab, "two_gate", ttl_ms=200)
+    design.deduct(Order("o-1", "sku-1", 1))
+    code_key = design.keys_for(Order("o-1", "sku-1", 1))[0]
+    assert 0 < redis_lab.redis.pttl(code_key) <= 200
+
+
+@pytest.mark.parametrize(("name", "drifts"), [("two_gate", True), ("two_gate_lua", False)])
+def test_a_retry_after_expiry_is_caught_by_gate_two(redis_lab, name, drifts):
+    """As written, the Redis decrement of the late retry stays: Redis and the DB disagree."""
+    design = _design(redis_lab, name, ttl_ms=50)
+    order = Order("o-1", "sku-1", 1)
+    assert design.deduct(order).outcome is Outcome.ACCEPTED
+    time.sleep(0.15)  # the Redis code is gone; the DB's anti-repeat row is not
+    assert design.deduct(order).outcome is Outcome.DUPLICATE
+    records = _records((order, "accepted"), (order, "duplicate"))
+    report = check_lab(redis_lab, {"sku-1": 3, "sku-2": 5}, records, redis_view=True)
+    assert report.double_deducted == 0 and report.oversold == 0
+    assert report.converged is (not drifts)
+    if drifts:
+        assert report.drift == {"sku-1": -1}
+
+
+def test_gate_two_failure_gives_the_redis_stock_back_and_frees_the_code(redis_lab, monkeypatch):
+    design = _design(redis_lab, "two_gate_lua")
+
+    def broken(conn, order):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(design, "_persist", broken)
+    with pytest.raises(RuntimeError):
+        design.deduct(Order("o-1", "sku-1", 2))
+    assert design.stock("sku-1") == 3
+    monkeypatch.undo()
+    assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.ACCEPTED
+
+
+def test_pipeline_and_multi_decrement_even_for_a_duplicate_then_give_it_back(redis_lab):
+    for cls in (TwoGatePipeline, TwoGateMulti):
+        design = cls(redis_lab)
+        design.setup({"sku-1": 3})
+        design.deduct(Order("o-1", "sku-1", 1))
+        given_back = design.given_back
+        assert design.deduct(Order("o-1", "sku-1", 1)).outcome is Outcome.DUPLICATE
+        assert design.given_back == given_back + 1  # the duplicate's decrement had run
+        assert design.stock("sku-1") == 2
+
+
+def test_lua_gate_refuses_without_touching_stock(redis_lab):
+    design = _design(redis_lab, "two_gate_lua")
+    design.deduct(Order("o-1", "sku-1", 1))
+    assert design.deduct(Order("o-1", "sku-1", 1)).outcome is Outcome.DUPLICATE
+    assert design.deduct(Order("o-2", "sku-1", 5)).outcome is Outcome.SOLD_OUT
+    assert design.given_back == 0 and design.stock("sku-1") == 2
+
+
+def test_lua_gate_recovers_from_noscript_after_a_script_flush(redis_lab):
+    design = _design(redis_lab, "two_gate_lua")
+    design.deduct(Order("o-1", "sku-1", 1))
+    assert redis_lab.redis.script_exists(design.script.sha) == [True]
+    redis_lab.redis.script_flush()
+    assert redis_lab.redis.script_exists(design.script.sha) == [False]
+    assert design.deduct(Order("o-2", "sku-1", 1)).outcome is Outcome.ACCEPTED
+    assert redis_lab.redis.script_exists(design.script.sha) == [True]
+
+
+def test_lua_gate_flushed_mid_run_keeps_every_invariant(redis_lab):
+    workload = Workload(orders=200, skus=1, stock=50, retries=0.2)
+    design = TwoGateLua(redis_lab)
+    design.setup(workload.initial_stock())
+    attempts = workload.attempts()
+    first = run_workload(design, attempts[:100], concurrency=4)
+    redis_lab.redis.script_flush()
+    second = run_workload(design, attempts[100:], concurrency=4)
+    records = pd.concat([first, second], ignore_index=True)
+    assert (records["outcome"] == "error").sum() == 0
+    report = check_lab(redis_lab, workload.initial_stock(), records, redis_view=True)
+    assert report.ok and (records["outcome"] == "accepted").sum() == 50
+
+
+def test_the_article_variant_is_registered_under_its_name():
+    assert design_class("two_gate") is TwoGateCommands
+    assert design_class("two_gate_lua").round_trips == 1
+
+
+def _records(*rows):
+    data = [
+        [o.order_id, o.sku, o.qty, i, 0, 0.0, 0.0, 0.0, outcome, ""]
+        for i, (o, outcome) in enumerate(rows)
+    ]
+    return pd.DataFrame(data, columns=RECORD_COLUMNS)
