@@ -9,6 +9,8 @@ from inventory_lab import InvalidOrder, Order, Outcome, Workload, check_lab, key
 from inventory_lab.designs import design_class
 from inventory_lab.designs.two_gate import TwoGateCommands, TwoGateMulti, TwoGatePipeline
 from inventory_lab.designs.two_gate_lua import TwoGateLua
+from inventory_lab.reconcile import reconcile
+from inventory_lab.redis_meter import metered
 from inventory_lab.redis_stock import read_redis_stock, warm_up
 from inventory_lab.workload import RECORD_COLUMNS
 
@@ -181,3 +183,36 @@ def _records(*rows):
         for i, (o, outcome) in enumerate(rows)
     ]
     return pd.DataFrame(data, columns=RECORD_COLUMNS)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_each_variant_costs_the_round_trips_it_declares(redis_lab, name):
+    design = _design(redis_lab, name)
+    design.deduct(Order("warm-up", "sku-2", 1))  # loads the Lua script once
+    with metered(redis_lab.redis) as meter:
+        for i in range(4):
+            assert design.deduct(Order(f"o-{i}", "sku-2", 1)).outcome is Outcome.ACCEPTED
+    assert meter.count == 4 * design.round_trips
+
+
+def test_reconciliation_repairs_the_drift_a_late_retry_left(redis_lab):
+    design = _design(redis_lab, "two_gate", ttl_ms=50)
+    order = Order("o-1", "sku-1", 1)
+    design.deduct(order)
+    time.sleep(0.15)
+    design.deduct(order)
+    before = reconcile(redis_lab).set_index("sku")
+    assert before.loc["sku-1", "drift"] == -1 and before.loc["sku-2", "drift"] == 0
+    after_repair = reconcile(redis_lab, repair=True).set_index("sku")
+    assert list(after_repair["repaired"]) == [True, False]
+    assert (reconcile(redis_lab)["drift"] == 0).all()
+    records = _records((order, "accepted"), (order, "duplicate"))
+    assert check_lab(redis_lab, {"sku-1": 3, "sku-2": 5}, records, redis_view=True).ok
+
+
+def test_reconciliation_restores_a_missing_redis_key_and_counts_pending(redis_lab):
+    _design(redis_lab, "two_gate")
+    redis_lab.redis.delete(keys.stock_key(redis_lab.namespace, "sku-2"))
+    report = reconcile(redis_lab, pending={"sku-1": 1}, repair=True).set_index("sku")
+    assert report.loc["sku-2", "repaired"] and report.loc["sku-1", "target"] == 2
+    assert read_redis_stock(redis_lab, ["sku-1", "sku-2"]) == {"sku-1": 2, "sku-2": 5}

@@ -198,4 +198,4 @@ class TwoGateWatch(TwoGate):
     name = "two_gate_watch"
     summary = "gate 1 as WATCH + check + MULTI/EXEC: no negative stock, retries under contention"
     gate1 = "watch"
-    round_trips = 5
+    round_trips = 4  # WATCH, EXISTS, HGET, then MULTI..EXEC sent together
