@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--orders", type=_int_in(1, 10_000_000), default=1000)
     run.add_argument("--concurrency", type=_int_in(1, 256), default=8, help="client threads")
     run.add_argument("--retries", type=_fraction, default=0.0, help="P(a client resends)")
+    run.add_argument(
+        "--lost-replies", type=_fraction, default=0.0, help="P(a reply is lost; client resends)"
+    )
     run.add_argument("--skew", type=_non_negative, default=1.1, help="Zipf exponent; 0 = uniform")
     run.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=42)
     run.add_argument(
@@ -139,6 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         stock=args.stock,
         skew=args.skew,
         retries=args.retries,
+        lost_replies=args.lost_replies,
         seed=args.seed,
     )
     with open_lab(args.redis, args.db, pool_size=min(args.concurrency, 64)) as lab:

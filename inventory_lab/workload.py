@@ -7,7 +7,9 @@ with the backends' final state.
 
 Skew is Zipf-like: SKU of rank r is chosen with weight 1 / r**skew (0 = uniform; `skus=1` is one
 hot SKU). A retry is the same order sent again, a few places later in the stream, so that some
-retries race their original and some arrive after it.
+retries race their original and some arrive after it. A lost reply (`lost_replies`) is the
+nastier retry: the server ran the command, the client saw a timeout (recorded as `error`: its fate
+is unknown to the client) and sent the same order again at once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ RECORD_COLUMNS = [
 class Attempt:
     order: Order
     attempt: int  # 0 = first send, 1.. = client retries of the same order
+    reply_lost: bool = False  # the server answers, the client never hears it, and resends
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Workload:
     stock: int = 100  # initial units per SKU
     skew: float = 1.1  # Zipf exponent over SKU rank; 0 = uniform
     retries: float = 0.0  # probability that the client sends an order a second time
+    lost_replies: float = 0.0  # probability that the reply to a first send is lost
     max_qty: int = 1  # quantities are drawn from 1..max_qty
     seed: int = 42
 
@@ -62,6 +66,7 @@ class Workload:
             (self.stock >= 0, "stock must be >= 0"),
             (self.skew >= 0, "skew must be >= 0"),
             (0.0 <= self.retries <= 1.0, "retries must be a probability in [0, 1]"),
+            (0.0 <= self.lost_replies <= 1.0, "lost_replies must be a probability in [0, 1]"),
             (self.max_qty >= 1, "max_qty must be >= 1"),
         ]
         for ok, message in checks:
@@ -82,7 +87,8 @@ class Workload:
         placed: list[tuple[float, Attempt]] = []
         for i, sku in enumerate(chosen):
             order = Order(f"o-{self.seed}-{i:07d}", sku, rng.randint(1, self.max_qty))
-            placed.append((float(i), Attempt(order, 0)))
+            lost = self.lost_replies > 0 and rng.random() < self.lost_replies
+            placed.append((float(i), Attempt(order, 0, reply_lost=lost)))
             if rng.random() < self.retries:
                 placed.append((i + rng.uniform(0.0, 8.0), Attempt(order, 1)))
         placed.sort(key=lambda pair: pair[0])
@@ -110,24 +116,30 @@ def run_workload(
         go.wait()
         while (i := next(counter)) < len(attempts):
             attempt = attempts[i]
-            start = time.perf_counter()
-            result = _deduct(design, attempt.order)
-            end = time.perf_counter()
             order = attempt.order
-            mine.append(
-                [
-                    order.order_id,
-                    order.sku,
-                    order.qty,
-                    attempt.attempt,
-                    index,
-                    start - t0,
-                    end - t0,
-                    (end - start) * 1000.0,
-                    result.outcome.value,
-                    result.detail,
-                ]
-            )
+            sends = [attempt.attempt]
+            if attempt.reply_lost:
+                sends.append(attempt.attempt + 1)
+            for n, number in enumerate(sends):
+                start = time.perf_counter()
+                result = _deduct(design, order)
+                end = time.perf_counter()
+                if n < len(sends) - 1:  # the server's answer never reached the client
+                    result = Result(Outcome.ERROR, f"reply lost (server said {result.outcome})")
+                mine.append(
+                    [
+                        order.order_id,
+                        order.sku,
+                        order.qty,
+                        number,
+                        index,
+                        start - t0,
+                        end - t0,
+                        (end - start) * 1000.0,
+                        result.outcome.value,
+                        result.detail,
+                    ]
+                )
             bar.update(1)
 
     threads = [

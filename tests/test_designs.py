@@ -160,3 +160,12 @@ def _attempt(order, n):
     from inventory_lab.workload import Attempt
 
     return Attempt(order, n)
+
+
+def test_naive_deducts_again_when_a_reply_is_lost(lab):
+    workload = Workload(orders=40, skus=1, stock=100, lost_replies=0.5, seed=2)
+    design = Naive(lab)
+    design.setup(workload.initial_stock())
+    records = run_workload(design, workload.attempts(), concurrency=2)
+    report = check_lab(lab, workload.initial_stock(), records, redis_view=False)
+    assert report.double_deducted == (records["outcome"] == "error").sum() > 0

@@ -216,3 +216,16 @@ def test_reconciliation_restores_a_missing_redis_key_and_counts_pending(redis_la
     report = reconcile(redis_lab, pending={"sku-1": 1}, repair=True).set_index("sku")
     assert report.loc["sku-2", "repaired"] and report.loc["sku-1", "target"] == 2
     assert read_redis_stock(redis_lab, ["sku-1", "sku-2"]) == {"sku-1": 2, "sku-2": 5}
+
+
+@pytest.mark.parametrize("name", ["two_gate", "two_gate_lua"])
+def test_lost_replies_never_deduct_twice_while_the_code_lives(redis_lab, name):
+    workload = Workload(orders=120, skus=2, stock=100, lost_replies=0.3, seed=3)
+    design = design_class(name)(redis_lab)
+    design.setup(workload.initial_stock())
+    records = run_workload(design, workload.attempts(), concurrency=6)
+    resent = records[records["attempt"] == 1]
+    assert len(resent) > 10 and set(resent["outcome"]) == {"duplicate"}
+    report = check_lab(redis_lab, workload.initial_stock(), records, redis_view=True)
+    assert report.double_deducted == 0
+    assert report.ok

@@ -85,3 +85,15 @@ def test_run_turns_bad_input_into_rejected_and_failures_into_error():
 def test_concurrency_must_be_positive():
     with pytest.raises(ValueError):
         run_workload(_Recorder(), Workload(orders=5).attempts(), concurrency=0)
+
+
+def test_a_lost_reply_is_recorded_as_unknown_then_resent():
+    workload = Workload(orders=100, lost_replies=0.2, seed=5)
+    lost = [a for a in workload.attempts() if a.reply_lost]
+    assert 8 < len(lost) < 35
+    records = run_workload(_Recorder(), workload.attempts(), concurrency=3)
+    assert len(records) == 100 + len(lost)
+    first_sends = records[records["order_id"].isin({a.order.order_id for a in lost})]
+    by_attempt = first_sends.groupby("attempt")["outcome"].agg(set)
+    assert by_attempt[0] == {"error"} and by_attempt[1] == {"accepted"}
+    assert first_sends["detail"].str.contains("reply lost").sum() == len(lost)
