@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from inventory_lab.backends import FAKE_REDIS, default_db_url
+from inventory_lab.bench import compare
 from inventory_lab.designs import design_class, design_names
 from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, run_experiment
@@ -25,6 +26,14 @@ from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
 from inventory_lab.workload import Workload
 
 EXIT_USAGE = 2
+BENCH_DESIGNS = (
+    "db_only",
+    "two_gate",
+    "two_gate_pipeline",
+    "two_gate_multi",
+    "two_gate_watch",
+    "two_gate_lua",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--progress", action="store_true", help="show a progress bar")
 
+    bench = commands.add_parser(
+        "bench", help="designs side by side on one hot SKU, with ratios to raw EVALSHA and db_only"
+    )
+    bench.add_argument("--designs", default=",".join(BENCH_DESIGNS), help="comma-separated")
+    bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
+    bench.add_argument("--orders", type=_int_in(1, 10_000_000), default=2000)
+    bench.add_argument("--redis", default=FAKE_REDIS)
+    bench.add_argument("--db", default=None)
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--save", nargs="?", const=str(DEFAULT_PATH), default=None, metavar="PATH")
+
     runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
     runs.add_argument("--path", default=str(DEFAULT_PATH))
     runs.add_argument("--last", type=_int_in(1, 10_000), default=20)
@@ -115,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _designs()
         if args.command == "run":
             return _run(args)
+        if args.command == "bench":
+            return _bench(args)
         return _runs(args)
     except LabError as exc:
         print(f"inventory-lab: error: {exc}", file=sys.stderr)
@@ -162,6 +184,46 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _print_report(report, experiment.check.ok)
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    designs = [name.strip() for name in args.designs.split(",") if name.strip()]
+    for name in designs:
+        design_class(name)
+    concurrencies = _int_list(args.concurrency, "--concurrency", 1, 256)
+    with open_lab(args.redis, args.db, pool_size=min(max(concurrencies), 64)) as lab:
+        frame, reports = compare(
+            lab, designs, concurrencies, orders=args.orders, progress=not args.json
+        )
+    if args.save:
+        for report in reports:
+            save_run(report, Path(args.save))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "redis": reports[0].redis,
+                    "db": reports[0].db,
+                    "machine": reports[0].machine,
+                    "orders": args.orders,
+                    "cells": frame.to_dict(orient="records"),
+                }
+            )
+        )
+    else:
+        print(f"{reports[0].redis} + {reports[0].db} on {reports[0].machine}, one hot SKU")
+        print(frame.to_string(index=False))
+    return 0
+
+
+def _int_list(text: str, flag: str, low: int, high: int) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise LabError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or not all(low <= v <= high for v in values):
+        raise LabError(f"{flag} values must be in [{low}, {high}], got {text!r}")
+    return values
 
 
 def _print_report(report: RunReport, ok: bool) -> None:
