@@ -1,0 +1,58 @@
+import json
+
+from inventory_lab.bench import compare, raw_evalsha_rate, round_trips_per_order
+from inventory_lab.cli import main
+
+
+def test_compare_reports_every_cell_with_its_ratios(redis_lab):
+    frame, reports = compare(redis_lab, ["two_gate_lua"], [1, 3], orders=60, progress=False)
+    assert sorted(zip(frame["design"], frame["concurrency"], strict=True)) == [
+        ("db_only", 1),
+        ("db_only", 3),
+        ("two_gate_lua", 1),
+        ("two_gate_lua", 3),
+    ]
+    assert len(reports) == 4
+    assert (frame["oversold"] == 0).all() and (frame["double_deducted"] == 0).all()
+    assert (frame.loc[frame["design"] == "db_only", "vs_db_only"] == 1.0).all()
+    lua = frame[frame["design"] == "two_gate_lua"]
+    assert (lua["round_trips"] == 1.0).all() and lua["converged"].all()
+    expected = (lua["throughput"] / lua["raw_evalsha"]).round(3)
+    assert (lua["vs_raw_evalsha"] == expected).all()
+
+
+def test_raw_evalsha_rate_is_a_positive_rate_and_cleans_up(redis_lab):
+    assert raw_evalsha_rate(redis_lab, concurrency=2, calls=50) > 0
+    stock_keys = [k for k in redis_lab.redis.scan_iter(match=f"{redis_lab.namespace}:*:stock")]
+    assert stock_keys == []
+
+
+def test_round_trips_are_none_for_db_only_designs(redis_lab):
+    assert round_trips_per_order(redis_lab, "db_only") is None
+    assert round_trips_per_order(redis_lab, "two_gate", orders=5) == 2.0
+
+
+def test_bench_cli_prints_json_cells(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path / 'bench.sqlite'}"
+    args = [
+        "bench",
+        "--designs",
+        "two_gate",
+        "--concurrency",
+        "2",
+        "--orders",
+        "40",
+        "--db",
+        db,
+        "--json",
+    ]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {cell["design"] for cell in out["cells"]} == {"two_gate", "db_only"}
+
+
+def test_bench_cli_refuses_bad_concurrency_lists(capsys):
+    assert main(["bench", "--concurrency", "1,x"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert main(["bench", "--concurrency", "0"]) == 2
+    assert main(["bench", "--designs", "nope"]) == 2
