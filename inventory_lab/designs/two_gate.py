@@ -19,12 +19,15 @@ The variants differ only in how gate 1 talks to Redis (`gate1=`):
 
 As written, a duplicate caught only by gate 2 (the Redis code expired, the DB row did not) keeps
 the Redis decrement: Redis and the DB then disagree until reconciled. `give_back_duplicates=True`
-is the fix: return the stock there too.
+is the fix: return the stock there too. `gap_s` widens, with a sleep, the window between a
+decrement-then-check variant's decrement and its compensation, in which other buyers see stock
+that is not really gone (false sold-outs); fakeredis's single lock makes that window tiny.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -58,11 +61,15 @@ class TwoGate(BaseDesign):
         *,
         ttl_ms: int = DEFAULT_TTL_MS,
         give_back_duplicates: bool = False,
+        gap_s: float = 0.0,
     ) -> None:
         super().__init__(lab)
         if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
             raise ValueError(f"ttl_ms must be a positive integer, got {ttl_ms!r}")
+        if gap_s < 0:
+            raise ValueError("gap_s must be >= 0")
         self.ttl_ms = ttl_ms
+        self.gap_s = gap_s
         self.give_back_duplicates = give_back_duplicates
         self._counter_lock = threading.Lock()
         self.watch_retries = 0
@@ -111,12 +118,14 @@ class TwoGate(BaseDesign):
 
     def _settle(self, order: Order, *, fresh: bool, left: int) -> Result | None:
         """After a decrement-then-check: give back what a refused order took."""
+        if self.gap_s:
+            time.sleep(self.gap_s)  # widen the window in which others see the decrement
         code_key = self.keys_for(order)[0]
         if not fresh:  # the code was there: the decrement must not stand
-            self._give_back(order)
+            self.compensate(order)
             return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
         if left < 0:
-            self._give_back(order)
+            self.compensate(order)
             self.lab.redis.delete(code_key)  # not done: a retry must not look "already done"
             return Result(Outcome.SOLD_OUT, f"gate 1: HINCRBY gave {left}")
         return None
@@ -148,10 +157,10 @@ class TwoGate(BaseDesign):
             in_transaction(self.lab.engine, lambda conn: self._persist(conn, order))
         except IntegrityError:
             if self.give_back_duplicates:
-                self._give_back(order)
+                self.compensate(order)
             return Result(Outcome.DUPLICATE, "gate 2: anti-repeat row exists")
         except Exception:
-            self._give_back(order)
+            self.compensate(order)
             self.lab.redis.delete(self.keys_for(order)[0])
             raise
         return Result(Outcome.ACCEPTED)
@@ -165,7 +174,8 @@ class TwoGate(BaseDesign):
         )
         schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
 
-    def _give_back(self, order: Order) -> None:
+    def compensate(self, order: Order) -> None:
+        """Give back the stock gate 1 took for an order that does not go through."""
         give_back(self.lab, order.sku, order.qty)
         with self._counter_lock:
             self.given_back += 1

@@ -1,0 +1,55 @@
+import pytest
+
+from inventory_lab import Order, Outcome, Workload, check_lab, run_workload
+from inventory_lab.designs import design_class
+from inventory_lab.faults import SimulatedCrash, crash_before_compensation
+from inventory_lab.reconcile import reconcile
+
+
+def test_a_crash_before_compensation_leaks_a_duplicates_decrement(redis_lab):
+    design = design_class("two_gate_pipeline")(redis_lab)
+    design.setup({"sku-1": 5})
+    order = Order("o-1", "sku-1", 1)
+    assert design.deduct(order).outcome is Outcome.ACCEPTED
+    with crash_before_compensation(design) as crashed, pytest.raises(SimulatedCrash):
+        design.deduct(order)  # the duplicate's decrement ran; the give-back never happens
+    assert crashed == [order]
+    assert design.stock("sku-1") == 3  # Redis: two decrements; the DB: one
+    assert reconcile(redis_lab).set_index("sku").loc["sku-1", "drift"] == -1
+    assert design.deduct(Order("o-2", "sku-1", 1)).outcome is Outcome.ACCEPTED  # restored after
+
+
+@pytest.mark.parametrize(
+    ("name", "leaks"),
+    [
+        ("two_gate", True),
+        ("two_gate_pipeline", True),
+        ("two_gate_multi", True),
+        ("two_gate_watch", False),
+        ("two_gate_lua", False),
+    ],
+)
+def test_only_decrement_then_check_variants_leak_under_the_crash(redis_lab, name, leaks):
+    workload = Workload(orders=150, skus=1, stock=40, retries=0.4, seed=9)
+    design = design_class(name)(redis_lab)
+    design.setup(workload.initial_stock())
+    with crash_before_compensation(design) as crashed:
+        records = run_workload(design, workload.attempts(), concurrency=6)
+    report = check_lab(redis_lab, workload.initial_stock(), records, redis_view=True)
+    assert report.oversold == 0 and report.double_deducted == 0 and report.lost == 0
+    assert bool(crashed) is leaks
+    assert (report.converged is False) is leaks
+    if leaks:
+        assert all(gap < 0 for gap in report.drift.values())  # Redis shows less than the DB
+        reconcile(redis_lab, repair=True)
+        assert check_lab(redis_lab, workload.initial_stock(), records, redis_view=True).converged
+
+
+def test_the_crash_can_be_limited_to_a_number_of_times(redis_lab):
+    design = design_class("two_gate")(redis_lab)
+    design.setup({"sku-1": 1})
+    with crash_before_compensation(design, times=1) as crashed:
+        with pytest.raises(SimulatedCrash):
+            design.deduct(Order("o-1", "sku-1", 2))
+        assert design.deduct(Order("o-2", "sku-1", 2)).outcome is Outcome.SOLD_OUT
+    assert len(crashed) == 1
