@@ -10,7 +10,8 @@ saw, and compares them with the initial stock:
 - lost: order lines a client was told were accepted that left no ledger row;
 - unaccounted: units by which the DB stock differs from initial minus the ledger (a lost update,
   or a deduction nobody recorded);
-- converged: Redis stock equals DB stock for every SKU (None when the design keeps no Redis view);
+- converged: Redis stock equals DB stock (minus pending tasks) for every SKU (None when the design
+  keeps no Redis view);
 - false_sold_out: orders refused as sold out although their SKU still had enough stock at the end
   (stock only falls during a run, so it had enough all along): an undersell, not a safety breach.
 
@@ -71,8 +72,14 @@ def check(
     ledger: pd.DataFrame,
     records: pd.DataFrame,
     redis_stock: Mapping[str, int | None] | None = None,
+    pending: Mapping[str, int] | None = None,
 ) -> CheckReport:
-    """Compare the final state with the initial stock and what clients were told."""
+    """Compare the final state with the initial stock and what clients were told.
+
+    `pending`: units accepted but not yet persisted per SKU (tasks); Redis should show the DB
+    stock minus those.
+    """
+    pending = pending or {}
     skus = sorted(set(initial) | set(db_stock))
     ledger_units = ledger.groupby("sku")["qty"].sum() if len(ledger) else pd.Series(dtype=int)
     accepted = records[records["outcome"] == Outcome.ACCEPTED.value]
@@ -123,7 +130,8 @@ def check(
     if redis_stock is not None:
         for row in rows:
             redis_view = row["redis_final"]
-            gap = (0 if redis_view is None else int(redis_view)) - row["db_final"]
+            target = row["db_final"] - pending.get(row["sku"], 0)
+            gap = (0 if redis_view is None else int(redis_view)) - target
             if redis_view is None or gap:
                 drift[row["sku"]] = gap
         converged = not drift
@@ -148,10 +156,15 @@ def read_ledger(lab: Lab) -> pd.DataFrame:
 
 
 def check_lab(
-    lab: Lab, initial: Mapping[str, int], records: pd.DataFrame, *, redis_view: bool
+    lab: Lab,
+    initial: Mapping[str, int],
+    records: pd.DataFrame,
+    *,
+    redis_view: bool,
+    pending: Mapping[str, int] | None = None,
 ) -> CheckReport:
     """Read the lab's final state and check it. `redis_view`: compare Redis stock too."""
     with lab.engine.connect() as conn:
         db_stock = schema.read_stock(conn)
     redis_stock = read_redis_stock(lab, sorted(initial)) if redis_view else None
-    return check(initial, db_stock, read_ledger(lab), records, redis_stock)
+    return check(initial, db_stock, read_ledger(lab), records, redis_stock, pending)

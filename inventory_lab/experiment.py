@@ -90,10 +90,15 @@ def run_experiment(
     initial = workload.initial_stock()
     attempts = workload.attempts()
     instance.setup(initial)
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    records = run_workload(instance, attempts, concurrency=concurrency, progress=progress)
-    instance.drain()
-    findings = check_lab(lab, initial, records, redis_view=cls.uses_redis)
+    try:
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        records = run_workload(instance, attempts, concurrency=concurrency, progress=progress)
+        instance.drain()
+        findings = check_lab(
+            lab, initial, records, redis_view=cls.uses_redis, pending=instance.pending()
+        )
+    finally:
+        instance.close()
     report = _report(lab, design, workload, concurrency, options, started_at, records, findings)
     return Experiment(report=report, check=findings, records=records)
 

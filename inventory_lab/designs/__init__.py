@@ -1,7 +1,8 @@
 """The designs, one module each, behind one protocol and a registry keyed by name.
 
 A design is a small class: `setup(initial)` loads stock, `deduct(order)` answers one order line,
-`drain()` waits for any asynchronous work, `stock(sku)` tells what the design believes is left.
+`drain()` waits for any asynchronous work, `stock(sku)` tells what the design believes is left,
+`pending()` what it accepted but has not persisted yet, and `close()` stops its background work.
 Adding a design is adding a module here whose class is decorated with `@register`.
 """
 

@@ -20,6 +20,8 @@ class Design(Protocol):
     def deduct(self, order: Order) -> Result: ...
     def drain(self) -> None: ...
     def stock(self, sku: str) -> int: ...
+    def pending(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
 
 
 class BaseDesign:
@@ -61,6 +63,13 @@ class BaseDesign:
     def stock(self, sku: str) -> int:
         with self.lab.engine.connect() as conn:
             return schema.read_stock(conn)[sku]
+
+    def pending(self) -> dict[str, int]:
+        """Units accepted but not yet persisted, per SKU: none for a synchronous design."""
+        return {}
+
+    def close(self) -> None:
+        """Stop whatever the design runs in the background (nothing, by default)."""
 
 
 REGISTRY: dict[str, type[BaseDesign]] = {}

@@ -1,0 +1,236 @@
+"""The workers: executors that claim and apply tasks, the exception worker, the unlock worker.
+
+`TaskEngine` runs them as threads. Executors claim NEW tasks (one by one with the article's
+conditional update, or in batches with SKIP LOCKED), apply each through the `apply` callable
+(gate 2: anti-repeat row + stock update, idempotent, so applying twice is harmless) and complete
+it with a compare-and-set. The exception worker returns FAILED tasks to NEW after an exponential
+backoff and buries them as DEAD after `max_attempts`. The unlock worker returns tasks LOCKED longer
+than the lease to NEW. `start()` first recovers what an earlier process of the same node left
+locked. Every worker counts what it did in `counters`.
+
+Two faults are built in, because only the engine knows where they bite: `kill_after_claim(n)`
+makes the next n executors die holding a claimed task, and `apply_fault` (see faults.py) can make
+the database refuse work for a while.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+from inventory_lab.orders import Order
+from inventory_lab.tasks.store import PENDING, Task, TaskStore
+
+ApplyFn = Callable[[Order], bool]  # True: applied now; False: it had been applied before
+_NODE = re.compile(r"[A-Za-z0-9_\-]{1,32}")
+
+
+@dataclass
+class EngineCounters:
+    claimed: int = 0
+    applied: int = 0
+    already_applied: int = 0
+    completed: int = 0
+    failed: int = 0
+    lease_lost: int = 0
+    unlocked: int = 0
+    recovered: int = 0
+    retried: int = 0
+    dead: int = 0
+    killed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+class _Killed(Exception):
+    """An executor dies here, holding its claimed task (a crashed worker)."""
+
+
+class TaskEngine:
+    def __init__(
+        self,
+        store: TaskStore,
+        apply: ApplyFn,
+        *,
+        workers: int = 4,
+        claim: str = "single",
+        batch: int = 16,
+        lease_s: float = 5.0,
+        max_attempts: int = 5,
+        backoff_s: float = 0.05,
+        poll_s: float = 0.005,
+        node: str = "node-1",
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        if claim not in ("single", "skip_locked"):
+            raise ValueError("claim must be 'single' or 'skip_locked'")
+        if lease_s <= 0 or max_attempts < 1 or backoff_s < 0 or batch < 1:
+            raise ValueError("lease_s > 0, max_attempts >= 1, backoff_s >= 0, batch >= 1")
+        if not _NODE.fullmatch(node):
+            raise ValueError(f"node {node!r}: 1-32 letters, digits, '_' or '-'")
+        self.store = store
+        self.apply = apply
+        self.workers = workers
+        self.claim_mode = claim
+        self.batch = batch
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.poll_s = poll_s
+        self.node = node
+        self.boot = uuid.uuid4().hex[:8]
+        self.counters = EngineCounters()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._kills = 0
+        self._kill_lock = threading.Lock()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> TaskEngine:
+        if self._threads:
+            raise RuntimeError("engine already started")
+        self.recover()
+        self._stop.clear()
+        for i in range(self.workers):
+            self._spawn(self._executor, f"{self.node}-executor-{i}", i)
+        self._spawn(self._maintenance, f"{self.node}-maintenance")
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads = []
+
+    def recover(self) -> int:
+        """Start-up recovery: unlock what earlier boots of this node left LOCKED, at once."""
+        n = self.store.unlock_expired(0.0, node=self.node, boot=self.boot)
+        self.counters.add("recovered", n)
+        return n
+
+    def wait_drained(self, timeout_s: float = 60.0) -> bool:
+        """Block until no task is NEW, LOCKED or FAILED (True), or the timeout passes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            counts = self.store.counts()
+            if not any(counts[s] for s in PENDING):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def kill_after_claim(self, n: int = 1) -> None:
+        """The next `n` executors that claim a task die holding it (fault injection)."""
+        with self._kill_lock:
+            self._kills += n
+
+    # --- one unit of work (also what tests drive directly) ------------------------------------
+
+    def owner(self, worker: int | str) -> str:
+        return f"{self.node}:{self.boot}:w{worker}"
+
+    def shards_of(self, index: int) -> list[int]:
+        """The shards executor `index` serves: its own when there are at least as many shards
+        as executors (no claim races), otherwise shared with the executors of the same shard."""
+        shards = self.store.shards
+        if self.workers <= shards:
+            return [s for s in range(shards) if s % self.workers == index]
+        return [index % shards]
+
+    def work_once(self, worker: int | str = 0, *, shards: list[int] | None = None) -> int:
+        """Claim and process the NEW tasks of the given shards (default: all) once.
+
+        Returns how many tasks were claimed."""
+        owner = self.owner(worker)
+        done = 0
+        for shard in range(self.store.shards) if shards is None else shards:
+            for task in self._claim(shard, owner):
+                self.counters.add("claimed")
+                self._maybe_die()
+                self._process(task, owner)
+                done += 1
+        return done
+
+    def _claim(self, shard: int, owner: str) -> list[Task]:
+        if self.claim_mode == "skip_locked":
+            return self.store.claim_batch(shard, owner, self.batch)
+        claimed = []
+        for task_id in self.store.new_ids(shard, self.batch):
+            task = self.store.claim(shard, task_id, owner)
+            if task is not None:  # another worker may have won it
+                claimed.append(task)
+        return claimed
+
+    def _process(self, task: Task, owner: str) -> None:
+        try:
+            fresh = self.apply(task.order)
+        except Exception as exc:
+            if self.store.fail(task, owner, f"{type(exc).__name__}: {exc}"):
+                self.counters.add("failed")
+            else:
+                self.counters.add("lease_lost")
+            return
+        self.counters.add("applied" if fresh else "already_applied")
+        if self.store.complete(task, owner):
+            self.counters.add("completed")
+        else:
+            self.counters.add("lease_lost")
+
+    def _maybe_die(self) -> None:
+        with self._kill_lock:
+            if self._kills <= 0:
+                return
+            self._kills -= 1
+        self.counters.add("killed")
+        raise _Killed
+
+    def maintain_once(self) -> None:
+        """One pass of the exception worker and the unlock worker."""
+        retried, dead = self.store.retry_failed(
+            max_attempts=self.max_attempts, backoff_s=self.backoff_s
+        )
+        self.counters.add("retried", retried)
+        self.counters.add("dead", dead)
+        self.counters.add("unlocked", self.store.unlock_expired(self.lease_s))
+
+    # --- threads ------------------------------------------------------------------------------
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _executor(self, index: int) -> None:
+        while not self._stop.is_set():
+            try:
+                claimed = self.work_once(index, shards=self.shards_of(index))
+            except _Killed:
+                return  # the worker died holding its task; the unlock worker will free it
+            except Exception:  # the DB is away: wait, then claim again
+                self._stop.wait(self.poll_s * 20)
+                continue
+            if claimed == 0:
+                self._stop.wait(self.poll_s)
+
+    def _maintenance(self) -> None:
+        period = max(min(self.lease_s, self.backoff_s or self.lease_s) / 2, self.poll_s)
+        while not self._stop.wait(period):
+            try:
+                self.maintain_once()
+            except Exception:
+                continue

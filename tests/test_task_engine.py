@@ -1,0 +1,215 @@
+"""The task engine on every database backend (and Redis backend for the design)."""
+
+import threading
+import time
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from inventory_lab import Order, Outcome, Workload, check_lab, run_workload, schema
+from inventory_lab.designs import design_class
+from inventory_lab.reconcile import reconcile
+from inventory_lab.tasks import Status, TaskEngine, TaskStore
+
+
+class _Ledger:
+    """An `apply` that remembers what it applied, to count double applications."""
+
+    def __init__(self, fail_times=0, delay_s=0.0):
+        self.applied = []
+        self.fail_times = fail_times
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+
+    def __call__(self, order):
+        time.sleep(self.delay_s)
+        with self.lock:
+            if self.fail_times > 0:
+                self.fail_times -= 1
+                raise RuntimeError("database refused")
+            self.applied.append(order.anti_repeat_code)
+        return True
+
+
+def _store(lab, shards=3, n=30):
+    store = TaskStore(lab.engine, shards)
+    store.reset()
+    for i in range(n):
+        store.add(Order(f"o-{i}", "sku-1", 1))
+    return store
+
+
+def test_orders_spread_over_shards_and_one_order_stays_in_one(lab):
+    store = _store(lab, shards=3, n=60)
+    per_shard = store.frame().groupby("shard").size()
+    assert len(per_shard) == 3 and per_shard.min() > 5
+    assert store.shard_of("o-7") == store.shard_of("o-7")
+
+
+def test_the_same_order_line_cannot_be_recorded_twice(lab):
+    store = _store(lab, n=1)
+    with pytest.raises(IntegrityError):
+        store.add(Order("o-0", "sku-1", 1))
+
+
+def test_two_workers_racing_for_one_task_claim_it_once(lab):
+    store = _store(lab, shards=1, n=1)
+    task_id = store.new_ids(0, 1)[0]
+    barrier = threading.Barrier(8)
+    won = []
+
+    def racer(i):
+        barrier.wait()
+        if store.claim(0, task_id, f"n:b:w{i}") is not None:
+            won.append(i)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+
+
+def test_concurrent_workers_apply_every_task_exactly_once(lab):
+    store = _store(lab, shards=2, n=80)
+    ledger = _Ledger()
+    engine = TaskEngine(store, ledger, workers=6, batch=4)  # more workers than shards: races
+    engine.start()
+    try:
+        assert engine.wait_drained(60)
+    finally:
+        engine.stop()
+    assert sorted(ledger.applied) == sorted(f"o-{i}:sku-1" for i in range(80))
+    assert store.counts()[Status.DONE] == 80
+    assert engine.counters.completed == 80
+
+
+def test_skip_locked_batch_claiming_on_servers_that_have_it(lab):
+    store = _store(lab, shards=2, n=40)
+    if lab.dialect == "sqlite":
+        with pytest.raises(NotImplementedError, match="SKIP LOCKED"):
+            store.claim_batch(0, "n:b:w0", 10)
+        return
+    first, second = store.claim_batch(0, "n:b:w0", 10), store.claim_batch(0, "n:b:w1", 10)
+    assert first and not {t.id for t in first} & {t.id for t in second}
+    ledger = _Ledger()
+    engine = TaskEngine(store, ledger, workers=4, claim="skip_locked", batch=8, lease_s=0.2)
+    engine.start()
+    try:
+        assert engine.wait_drained(60)
+    finally:
+        engine.stop()
+    assert sorted(ledger.applied) == sorted(f"o-{i}:sku-1" for i in range(40))
+
+
+def test_a_worker_killed_holding_a_task_is_unlocked_after_the_lease(lab):
+    store = _store(lab, shards=1, n=5)
+    ledger = _Ledger()
+    engine = TaskEngine(store, ledger, workers=2, lease_s=0.3, batch=1)
+    engine.kill_after_claim(1)
+    engine.start()
+    try:
+        assert engine.wait_drained(30)
+    finally:
+        engine.stop()
+    assert engine.counters.killed == 1 and engine.counters.unlocked >= 1
+    assert sorted(ledger.applied) == sorted(f"o-{i}:sku-1" for i in range(5))
+
+
+def test_a_stalled_worker_cannot_complete_a_task_it_lost(lab):
+    store = _store(lab, shards=1, n=1)
+    slow = TaskEngine(store, _Ledger(), lease_s=0.05)
+    task = store.claim(0, store.new_ids(0, 1)[0], slow.owner(0))
+    time.sleep(0.1)
+    assert slow.store.unlock_expired(0.05) == 1  # the unlock worker frees it
+    other = store.claim(0, task.id, "n:other:w0")
+    assert other is not None
+    assert store.complete(task, slow.owner(0)) is False  # the stale owner's CAS fails
+    assert store.complete(other, "n:other:w0") is True
+
+
+def test_failures_are_retried_with_backoff_then_buried(lab):
+    store = _store(lab, shards=1, n=2)
+    ledger = _Ledger(fail_times=2)
+    engine = TaskEngine(store, ledger, max_attempts=3, backoff_s=0.01)
+    for _ in range(50):
+        engine.work_once()
+        engine.maintain_once()
+        if store.counts()[Status.DONE] == 2:
+            break
+        time.sleep(0.01)
+    assert store.counts()[Status.DONE] == 2
+    assert engine.counters.failed == 2 and engine.counters.retried >= 2
+
+    doomed = _store(lab, shards=1, n=1)
+    engine = TaskEngine(doomed, _Ledger(fail_times=100), max_attempts=2, backoff_s=0.0)
+    for _ in range(10):
+        engine.work_once()
+        engine.maintain_once()
+    frame = doomed.frame()
+    assert list(frame["status"]) == [Status.DEAD] and frame["attempts"].item() == 2
+    assert "database refused" in frame["last_error"].item()
+
+
+def test_restart_recovers_the_tasks_a_crashed_process_left_locked(lab):
+    store = _store(lab, shards=2, n=6)
+    crashed = TaskEngine(store, _Ledger(), node="app-1")
+    for shard in range(2):  # the old process claimed everything, then died
+        for task_id in store.new_ids(shard, 10):
+            store.claim(shard, task_id, crashed.owner(0))
+    assert store.counts()[Status.LOCKED] == 6
+    restarted = TaskEngine(store, _Ledger(), node="app-1", lease_s=3600)
+    assert restarted.recover() == 6  # no wait for the lease: this node knows it restarted
+    assert store.counts()[Status.NEW] == 6
+
+
+def test_recovery_leaves_other_nodes_tasks_alone(lab):
+    store = _store(lab, shards=1, n=2)
+    ids = store.new_ids(0, 2)
+    store.claim(0, ids[0], "app-2:boot:w0")
+    store.claim(0, ids[1], "app-1:oldboot:w0")
+    assert TaskEngine(store, _Ledger(), node="app-1", lease_s=3600).recover() == 1
+    assert store.counts()[Status.LOCKED] == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"workers": 0}, {"claim": "greedy"}, {"lease_s": 0}, {"max_attempts": 0}, {"node": "a:b"}],
+)
+def test_bad_engine_configuration_is_refused(lab, bad):
+    with pytest.raises(ValueError):
+        TaskEngine(TaskStore(lab.engine, 1), _Ledger(), **bad)
+
+
+def test_task_engine_design_holds_every_invariant_with_retries(lab):
+    workload = Workload(orders=200, skus=2, stock=50, retries=0.3, seed=4)
+    design = design_class("task_engine")(lab, shards=3, workers=2)
+    design.setup(workload.initial_stock())
+    try:
+        records = run_workload(design, workload.attempts(), concurrency=6)
+        design.drain()
+        report = check_lab(
+            lab, workload.initial_stock(), records, redis_view=True, pending=design.pending()
+        )
+    finally:
+        design.close()
+    assert (records["outcome"] == "error").sum() == 0
+    assert report.ok and report.converged, report.summary()
+    assert design.pending() == {}
+
+
+def test_task_engine_accepts_before_persisting(lab):
+    design = design_class("task_engine")(lab, start_workers=False)
+    design.setup({"sku-1": 5})
+    try:
+        assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.ACCEPTED
+        assert design.pending() == {"sku-1": 2}
+        with lab.engine.connect() as conn:
+            assert schema.read_stock(conn) == {"sku-1": 5}  # not persisted yet
+        assert reconcile(lab, pending=design.pending())["drift"].tolist() == [0]
+        design.drain()
+        assert design.pending() == {}
+        assert design.stock("sku-1") == 3
+    finally:
+        design.close()
