@@ -8,6 +8,7 @@ module unmasked: `mask_url` is what every report, log line and error message sho
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -27,7 +28,11 @@ from inventory_lab.errors import BackendError
 
 FAKE_REDIS = "fake"
 SQL_DRIVERS = {"sqlite": "sqlite", "postgresql+psycopg": "postgresql", "mysql+pymysql": "mysql"}
-DEFAULT_SQLITE_PATH = Path(tempfile.gettempdir()) / "inventory_lab" / "lab.sqlite"
+# One file per process: two runs at once never drop each other's tables. (Not a directory named
+# like the package: a script run from the temp directory would import it instead.)
+DEFAULT_SQLITE_DIR = Path(tempfile.gettempdir()) / "inventory-lab-data"
+REDIS_URL_VARIABLE = "INVENTORY_LAB_REDIS_URL"
+DB_URLS_VARIABLE = "INVENTORY_LAB_DB_URLS"
 
 _fake_servers: dict[str, fakeredis.FakeServer] = {}
 _fake_lock = threading.Lock()
@@ -36,7 +41,18 @@ T = TypeVar("T")
 
 
 def default_db_url() -> str:
-    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    """A SQLite file of this process's own in the temp directory."""
+    return f"sqlite:///{DEFAULT_SQLITE_DIR / f'lab-{os.getpid()}.sqlite'}"
+
+
+def configured_redis_url() -> str | None:
+    """The real Redis named by INVENTORY_LAB_REDIS_URL, if any (tests and notebooks use it)."""
+    return os.environ.get(REDIS_URL_VARIABLE, "").strip() or None
+
+
+def configured_db_urls() -> list[str]:
+    """The real databases named, comma-separated, by INVENTORY_LAB_DB_URLS."""
+    return [u.strip() for u in os.environ.get(DB_URLS_VARIABLE, "").split(",") if u.strip()]
 
 
 def mask_url(url: str) -> str:

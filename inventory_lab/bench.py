@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from inventory_lab import keys
 from inventory_lab.designs import design_class

@@ -16,7 +16,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from inventory_lab.backends import FAKE_REDIS, default_db_url
+from inventory_lab.backends import FAKE_REDIS
 from inventory_lab.bench import compare
 from inventory_lab.designs import design_class, design_names
 from inventory_lab.errors import LabError
@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run one experiment and report the checker's findings")
     run.add_argument("--design", required=True, help="a name from `inventory-lab designs`")
     run.add_argument("--redis", default=FAKE_REDIS, help="'fake' (default) or redis://host:port/db")
-    run.add_argument("--db", default=None, help=f"SQLAlchemy URL (default {default_db_url()})")
+    run.add_argument(
+        "--db", default=None, help="SQLAlchemy URL (default: a SQLite file of its own)"
+    )
     run.add_argument("--skus", type=_int_in(1, 100_000), default=10)
     run.add_argument("--stock", type=_int_in(0, 1_000_000_000), default=100, help="units per SKU")
     run.add_argument("--orders", type=_int_in(1, 10_000_000), default=1000)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import design_class

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from sqlalchemy.engine import Engine
@@ -34,6 +35,7 @@ class Lab:
     db_url: str  # masked
     dialect: str  # 'sqlite', 'postgresql' or 'mysql'
     namespace: str = "ilab"
+    scratch_file: Path | None = None  # the default SQLite file, removed on close
 
     def clear_redis(self) -> int:
         """Delete every key of this lab's namespace; returns how many went."""
@@ -46,6 +48,9 @@ class Lab:
     def close(self) -> None:
         self.engine.dispose()
         self.redis.close()
+        if self.scratch_file is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.scratch_file}{suffix}").unlink(missing_ok=True)
 
     def __enter__(self) -> Lab:
         return self
@@ -64,7 +69,10 @@ def open_lab(
     """Connect to both backends (raises BackendError, with masked URLs, if either fails)."""
     if not _NAMESPACE.fullmatch(namespace):
         raise BackendError(f"namespace {namespace!r}: 1-40 letters, digits, '_' or '-'")
-    db_url = db_url or default_db_url()
+    scratch = None
+    if db_url is None:
+        db_url = default_db_url()
+        scratch = Path(db_url.removeprefix("sqlite:///"))
     dialect = sql_dialect(db_url)
     engine = sql_engine(db_url, pool_size=pool_size)
     try:
@@ -79,4 +87,5 @@ def open_lab(
         db_url=mask_url(db_url),
         dialect=dialect,
         namespace=namespace,
+        scratch_file=scratch,
     )

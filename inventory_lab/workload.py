@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from inventory_lab.designs.base import Design
 from inventory_lab.errors import InvalidOrder

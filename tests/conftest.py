@@ -17,11 +17,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from inventory_lab import BackendError, Lab, open_lab
-from inventory_lab.backends import mask_url, sql_dialect
+from inventory_lab.backends import (
+    configured_db_urls,
+    configured_redis_url,
+    mask_url,
+    sql_dialect,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REAL_REDIS = os.environ.get("INVENTORY_LAB_REDIS_URL", "").strip()
-REAL_DBS = [u.strip() for u in os.environ.get("INVENTORY_LAB_DB_URLS", "").split(",") if u.strip()]
+REAL_REDIS = configured_redis_url()
+REAL_DBS = configured_db_urls()
 RUN_ID = uuid.uuid4().hex[:8]
 
 

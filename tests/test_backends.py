@@ -1,7 +1,15 @@
+import os
+
 import pytest
 
 from inventory_lab import BackendError, open_lab
-from inventory_lab.backends import mask_url, redis_client, sql_dialect
+from inventory_lab.backends import (
+    configured_db_urls,
+    configured_redis_url,
+    mask_url,
+    redis_client,
+    sql_dialect,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +93,21 @@ def test_the_lab_clears_only_its_own_namespace(redis_lab):
         assert redis_lab.redis.get(f"other-{redis_lab.namespace}:x") == "1"
     finally:
         redis_lab.redis.delete(f"other-{redis_lab.namespace}:x")
+
+
+def test_the_default_database_is_a_file_of_this_process_removed_on_close():
+    lab = open_lab()
+    path = lab.scratch_file
+    assert path is not None and str(os.getpid()) in path.name and path.exists()
+    lab.close()
+    assert not path.exists()
+
+
+def test_real_servers_are_named_by_environment_variables(monkeypatch):
+    monkeypatch.setenv("INVENTORY_LAB_REDIS_URL", " redis://h:1/0 ")
+    monkeypatch.setenv("INVENTORY_LAB_DB_URLS", "sqlite:///a.sqlite, mysql+pymysql://u@h/db,")
+    assert configured_redis_url() == "redis://h:1/0"
+    assert configured_db_urls() == ["sqlite:///a.sqlite", "mysql+pymysql://u@h/db"]
+    monkeypatch.delenv("INVENTORY_LAB_REDIS_URL")
+    monkeypatch.delenv("INVENTORY_LAB_DB_URLS")
+    assert configured_redis_url() is None and configured_db_urls() == []

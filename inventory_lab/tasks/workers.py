@@ -145,8 +145,9 @@ class TaskEngine:
         return f"{self.node}:{self.boot}:w{worker}"
 
     def shards_of(self, index: int) -> list[int]:
-        """The shards executor `index` serves: its own when there are at least as many shards
-        as executors (no claim races), otherwise shared with the executors of the same shard."""
+        """The shards executor `index` serves first: its own when there are at least as many
+        shards as executors (no claim races), otherwise one shared with other executors. An
+        idle executor then helps with the other shards, so a dead executor's shard still drains."""
         shards = self.store.shards
         if self.workers <= shards:
             return [s for s in range(shards) if s % self.workers == index]
@@ -218,7 +219,11 @@ class TaskEngine:
     def _executor(self, index: int) -> None:
         while not self._stop.is_set():
             try:
-                claimed = self.work_once(index, shards=self.shards_of(index))
+                own = self.shards_of(index)
+                claimed = self.work_once(index, shards=own)
+                if claimed == 0:  # help with shards whose executors are busy or dead
+                    others = [s for s in range(self.store.shards) if s not in own]
+                    claimed = self.work_once(index, shards=others)
             except _Killed:
                 return  # the worker died holding its task; the unlock worker will free it
             except Exception:  # the DB is away: wait, then claim again
