@@ -77,6 +77,10 @@ class TaskEngine:
             raise ValueError("claim must be 'single' or 'skip_locked'")
         if lease_s <= 0 or max_attempts < 1 or backoff_s < 0 or batch < 1:
             raise ValueError("lease_s > 0, max_attempts >= 1, backoff_s >= 0, batch >= 1")
+        if claim == "skip_locked" and any(e.dialect.name == "sqlite" for e in store.engines):
+            raise ValueError(
+                "claim='skip_locked' needs PostgreSQL or MariaDB: SQLite has no SKIP LOCKED"
+            )
         if not _NODE.fullmatch(node):
             raise ValueError(f"node {node!r}: 1-32 letters, digits, '_' or '-'")
         self.store = store
