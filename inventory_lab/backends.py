@@ -9,10 +9,12 @@ module unmasked: `mask_url` is what every report, log line and error message sho
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -101,6 +103,24 @@ def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redi
     except (ValueError, redis.RedisError) as exc:
         raise BackendError(f"Redis at {mask_url(url)} does not answer: {_first_line(exc)}") from exc
     return client
+
+
+@contextmanager
+def serve_fake_redis() -> Iterator[str]:
+    """A fakeredis server on a loopback TCP port, for other processes; yields its redis:// URL."""
+    from fakeredis import TcpFakeServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, name="fake-redis-tcp", daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- SQL ---------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class RunReport:
     sold_out: int
     duplicates: int
     rejected: int
+    throttled: int
     errors: int
     oversold: int
     double_deducted: int
@@ -129,6 +130,7 @@ def _report(
         sold_out=int(counts.get(Outcome.SOLD_OUT.value, 0)),
         duplicates=int(counts.get(Outcome.DUPLICATE.value, 0)),
         rejected=int(counts.get(Outcome.REJECTED.value, 0)),
+        throttled=int(counts.get(Outcome.THROTTLED.value, 0)),
         errors=int(counts.get(Outcome.ERROR.value, 0)),
         oversold=findings.oversold,
         double_deducted=findings.double_deducted,

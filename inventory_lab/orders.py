@@ -26,6 +26,7 @@ class Outcome(enum.StrEnum):
     SOLD_OUT = "sold_out"  # not enough stock; nothing changed
     DUPLICATE = "duplicate"  # the anti-repeat code was already there: "already done"
     REJECTED = "rejected"  # bad input; nothing changed
+    THROTTLED = "throttled"  # a hot SKU over its rate limit; nothing changed
     ERROR = "error"  # the backend failed; the order's fate is unknown until checked
 
 

@@ -11,7 +11,7 @@ Nothing here computes a result: the checker and the experiment do, the charts on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 import matplotlib.pyplot as plt
@@ -21,12 +21,14 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from inventory_lab.orders import Outcome
+from inventory_lab.tasks.store import Status
 
 OUTCOME_COLOURS: dict[str, str] = {
     Outcome.ACCEPTED.value: "#2a9d8f",
     Outcome.SOLD_OUT.value: "#b0b7bf",
     Outcome.DUPLICATE.value: "#457b9d",
     Outcome.REJECTED.value: "#e9c46a",
+    Outcome.THROTTLED.value: "#f4a261",
     Outcome.ERROR.value: "#d62828",
 }
 # The report's count column for each outcome, in the order bars are stacked.
@@ -35,6 +37,7 @@ OUTCOME_COLUMNS: dict[str, str] = {
     Outcome.SOLD_OUT.value: "sold_out",
     Outcome.DUPLICATE.value: "duplicates",
     Outcome.REJECTED.value: "rejected",
+    Outcome.THROTTLED.value: "throttled",
     Outcome.ERROR.value: "errors",
 }
 _RETRY_HATCH = "////"
@@ -220,3 +223,389 @@ def _label(ax: Axes, title: str | None, source: str | None) -> None:
             fontsize=8,
             color="0.35",
         )
+
+
+# --- Redis designs (notebooks 03-05)
+
+_HEAD_BOX = {"boxstyle": "round,pad=0.5", "facecolor": "#e8eef4", "edgecolor": "0.35"}
+_NOTE_BOX = {"boxstyle": "round,pad=0.35", "facecolor": "#f4f1de", "edgecolor": "0.6"}
+_LABEL_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}
+
+
+def sequence_diagram(
+    steps: Iterable[tuple[str, str, str]],
+    ax: Axes | None = None,
+    *,
+    participants: Iterable[str] | None = None,
+    title: str | None = None,
+    source: str | None = None,
+) -> Axes:
+    """A sequence diagram: one lifeline per participant, one numbered arrow per step, top down.
+
+    A step is `(sender, receiver, message)`. An arrow to a participant further right is drawn
+    solid (a request), one to the left dashed (a reply); a step whose sender is its receiver is a
+    note on that lifeline (work done there). A message may span several lines. Participants stand
+    left to right in the order given, or in the order they first appear in `steps`.
+    """
+    steps = list(steps)
+    names = list(participants or dict.fromkeys(name for step in steps for name in step[:2]))
+    unknown = {name for step in steps for name in step[:2]} - set(names)
+    if unknown:
+        raise ValueError(f"steps name participants not listed: {', '.join(sorted(unknown))}")
+    column = {name: i for i, name in enumerate(names)}
+    # The vertical unit is one text line: a step takes its message's lines plus one.
+    heights = [str(message).count("\n") + 2 for _, _, message in steps]
+    total = sum(heights) + 2
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(2.8 * len(names), 6), 0.2 * total + 1.2))
+    for name, x in column.items():
+        ax.plot([x, x], [0.5, total], color="0.6", linestyle=":", linewidth=1, zorder=0)
+        ax.text(x, 0, name, ha="center", va="center", fontsize=10, weight="bold", bbox=_HEAD_BOX)
+    y = 1.5
+    for number, ((sender, receiver, message), height) in enumerate(
+        zip(steps, heights, strict=True), start=1
+    ):
+        y += height
+        x0, x1 = column[sender], column[receiver]
+        text = f"{number}. {message}"
+        if x0 == x1:
+            ax.text(
+                x0,
+                y - height / 2 + 0.5,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8.5,
+                family="monospace",
+                bbox=_NOTE_BOX,
+                zorder=3,
+            )
+            continue
+        request = x1 > x0
+        ax.annotate(
+            "",
+            xy=(x1, y),
+            xytext=(x0, y),
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "0.15" if request else "0.45",
+                "linestyle": "-" if request else "--",
+                "linewidth": 1.2,
+                "shrinkA": 0,
+                "shrinkB": 0,
+            },
+        )
+        ax.text(
+            min(x0, x1) + 0.06,
+            y - 0.3,
+            text,
+            ha="left",
+            va="bottom",
+            fontsize=8.5,
+            family="monospace",
+            color="0.1" if request else "0.35",
+            bbox=_LABEL_BOX,  # hides the lifelines a long message crosses
+            zorder=2,
+        )
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(total, -1)
+    ax.axis("off")
+    _label(ax, title, None)
+    if source:  # no x-axis to clear: the source line sits right below the last step
+        ax.annotate(
+            source, xy=(0.0, 0.0), xycoords="axes fraction", va="top", fontsize=8, color="0.35"
+        )
+    return ax
+
+
+# --- task engine (notebook 06)
+
+
+def task_state_diagram(ax: Axes | None = None, *, title: str | None = "A task's life") -> Axes:
+    """The task life cycle of `tasks.store` as a state diagram: states with their status codes,
+    and the transitions, each labelled with the statement or worker that makes it."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.6), layout="constrained")
+    where = {
+        Status.NEW: (2.3, 3.0),
+        Status.LOCKED: (6.0, 3.0),
+        Status.DONE: (9.6, 3.0),
+        Status.FAILED: (6.0, 0.6),
+        Status.DEAD: (9.6, 0.6),
+    }
+    colours = {
+        Status.NEW: "#dfe7ef",
+        Status.LOCKED: "#f4d58d",
+        Status.DONE: "#9fd8cf",
+        Status.FAILED: "#f2b38b",
+        Status.DEAD: "#c9c9c9",
+    }
+    boxes = {
+        status: ax.text(
+            x,
+            y,
+            f"{status.name}\n{int(status)}",
+            ha="center",
+            va="center",
+            fontsize=11,
+            fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.6", "facecolor": colours[status], "edgecolor": "0.3"},
+            zorder=3,
+        )
+        for status, (x, y) in where.items()
+    }
+
+    # (from, to, label, arc, where the label goes); from None is the way in: an accepted order
+    edges: list[tuple[Status | None, Status, str, float, tuple[float, float]]] = [
+        (None, Status.NEW, "accepted:\ntask row\ninserted", 0.0, (0.55, 3.75)),
+        (
+            Status.NEW,
+            Status.LOCKED,
+            "claim\nSET status = 100\nWHERE id = :id AND status = 0",
+            0.0,
+            (4.15, 2.35),
+        ),
+        (
+            Status.LOCKED,
+            Status.DONE,
+            "apply ok, then\ncompare-and-set on\nid, owner, status",
+            0.0,
+            (7.8, 2.35),
+        ),
+        (
+            Status.LOCKED,
+            Status.NEW,
+            "lease expired (unlock worker)\nor start-up recovery",
+            0.45,
+            (4.15, 4.55),
+        ),
+        (Status.LOCKED, Status.FAILED, "apply\nraised", 0.0, (6.55, 1.8)),
+        (Status.FAILED, Status.NEW, "backoff ran out,\nattempts < max", -0.3, (2.75, 0.85)),
+        (Status.FAILED, Status.DEAD, "attempts ≥ max", 0.0, (7.8, 0.95)),
+    ]
+    for start, end, label, rad, at in edges:
+        ax.annotate(
+            "",
+            xy=where[end],
+            xytext=(0.0, where[end][1]) if start is None else where[start],
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "0.25",
+                "lw": 1.3,
+                "connectionstyle": f"arc3,rad={rad}",
+                "patchA": None if start is None else boxes[start].get_bbox_patch(),
+                "patchB": boxes[end].get_bbox_patch(),
+                "shrinkA": 2,
+                "shrinkB": 2,
+            },
+            zorder=2,
+        )
+        ax.text(*at, label, ha="center", va="center", fontsize=8.5, color="0.15")
+    ax.set_xlim(-0.2, 10.6)
+    ax.set_ylim(-0.1, 5.2)
+    ax.set_axis_off()
+    _label(ax, title, None)
+    return ax
+
+
+def task_timeline(
+    tasks: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    marked: pd.Series | None = None,
+    marked_label: str = "marked",
+    title: str | None = "Every task from accepted to persisted",
+    source: str | None = None,
+) -> Axes:
+    """One thin horizontal bar per task, from its created_time to its done_time, grouped by shard.
+
+    `tasks` is `TaskStore.frame()` (also `FailureRun.tasks`): shard, created_time, done_time (epoch
+    seconds), status. Times are shown in ms since the first task was created. Colour tells the
+    shard; tasks flagged True in `marked` (a boolean Series on the same index) are drawn in red
+    and named `marked_label` in the legend. A task not yet done runs to its modify_time, hatched.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
+    order = tasks.sort_values(["shard", "created_time"])
+    t0 = float(order["created_time"].min())
+    done = order["done_time"].notna()
+    end = order["done_time"].where(done, order["modify_time"])
+    rows = range(len(order))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    shard_colour = order["shard"].map(lambda s: colours[int(s) % len(colours)])
+    flagged = (
+        pd.Series(False, index=order.index)
+        if marked is None
+        else marked.reindex(order.index, fill_value=False).astype(bool)
+    )
+    bars = ax.barh(
+        y=list(rows),
+        width=(end - order["created_time"]) * 1000.0,
+        left=(order["created_time"] - t0) * 1000.0,
+        height=1.0,
+        color=shard_colour.where(~flagged, OUTCOME_COLOURS[Outcome.ERROR.value]),
+        linewidth=0,
+    )
+    for bar, finished in zip(bars, done, strict=True):
+        if not finished:
+            bar.set_hatch("xx")
+    if flagged.any():  # one-row bars are thin: mark where the flagged ones end
+        ax.plot(
+            ((end - t0) * 1000.0)[flagged],
+            [row for row, flag in zip(rows, flagged, strict=True) if flag],
+            "<",
+            color=OUTCOME_COLOURS[Outcome.ERROR.value],
+            markersize=6,
+        )
+    shards = list(dict.fromkeys(order["shard"]))
+    positions = order["shard"].reset_index(drop=True)
+    centres = [float(positions[positions == s].index.to_series().mean()) for s in shards]
+    ax.set_yticks(centres, [f"shard {s}" for s in shards])
+    for s in shards[1:]:
+        ax.axhline(float(positions[positions == s].index.min()) - 0.5, color="0.6", lw=0.6)
+    ax.set_ylim(len(order) - 0.5, -0.5)  # shard 0 on top, earliest first
+    ax.set_xlabel("time since the first task was created (ms)")
+    ax.set_xlim(left=0)
+    ax.grid(axis="x", alpha=0.3)
+    handles = [Patch(facecolor=colours[int(s) % len(colours)], label=f"shard {s}") for s in shards]
+    if flagged.any():
+        handles.append(Patch(facecolor=OUTCOME_COLOURS[Outcome.ERROR.value], label=marked_label))
+    if not done.all():
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="xx", label="not done"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _label(ax, title, source)
+    return ax
+
+
+def drain_rate_chart(
+    frame: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    title: str | None = "Drain rate against executors",
+    source: str | None = None,
+) -> Axes:
+    """Tasks applied per second against executor threads, one line per (shards, claim mode).
+
+    `frame` has one row per `tasks.runs.drain_rate` result: shards, workers, claim, rate (and db,
+    named in each line's label when the frame holds more than one database). Colour tells the
+    number of shards (picked by its log2, so that 1, 2, 4, 8 shards keep their colours from chart
+    to chart), line style and marker the claim mode.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    claims = list(dict.fromkeys(frame["claim"]))
+    several_dbs = "db" in frame and frame["db"].nunique() > 1
+    keys = ["db", "claim", "shards"] if several_dbs else ["claim", "shards"]
+    for key, points in frame.groupby(keys, sort=False):
+        *db, claim, shards = key
+        points = points.sort_values("workers")
+        c = claims.index(claim)
+        label = f"{shards} shard{'s' if shards > 1 else ''}, claim={claim}"
+        ax.plot(
+            points["workers"],
+            points["rate"],
+            color=colours[(int(shards).bit_length() - 1) % len(colours)],
+            linestyle=_LINESTYLES[c % len(_LINESTYLES)],
+            marker=_MARKERS[c % len(_MARKERS)],
+            label=f"{label} · {backend_label(db[0])}" if db else label,
+        )
+    workers = sorted(frame["workers"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(workers, [str(w) for w in workers])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("executor threads")
+    ax.set_ylabel("drain rate (tasks/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _label(ax, title, source)
+    return ax
+
+
+def lag_histogram(
+    lags: Mapping[str, pd.Series],
+    ax: Axes | None = None,
+    *,
+    bins: int = 40,
+    log_x: bool = False,
+    title: str | None = "Accept-to-persisted lag",
+    source: str | None = None,
+) -> Axes:
+    """Histograms of lags in ms (e.g. `tasks.runs.lag_ms`), one outline per labelled run, on
+    shared bins; each run's p50 and p99 are marked with dotted and dashed lines of its colour.
+
+    `log_x`: logarithmic bins and axis, so that a few lease-long outliers do not squash the body.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 4.2), layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    values = pd.concat(list(lags.values()), ignore_index=True)
+    top = float(values.max()) * 1.02 if len(values) else 1.0
+    if log_x:
+        positive = values[values > 0]
+        bottom = float(positive.min()) / 1.02 if len(positive) else top / 1000.0
+        edges = [bottom * (top / bottom) ** (i / bins) for i in range(bins + 1)]
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter("{x:g}")
+    else:
+        edges = [top * i / bins for i in range(bins + 1)]
+    for i, (label, lag) in enumerate(lags.items()):
+        colour = colours[i % len(colours)]
+        p50, p99 = float(lag.quantile(0.50)), float(lag.quantile(0.99))
+        ax.hist(
+            lag,
+            bins=edges,
+            histtype="step",
+            linewidth=1.6,
+            color=colour,
+            label=f"{label}: p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+        )
+        ax.axvline(p50, color=colour, linestyle=":", linewidth=1.2)
+        ax.axvline(p99, color=colour, linestyle="--", linewidth=1.2)
+    ax.set_xlabel("accept-to-persisted lag (ms)")
+    ax.set_ylabel("tasks")
+    ax.set_xlim(left=edges[0])
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _label(ax, title, source)
+    return ax
+
+
+def throughput_by_design(
+    frame: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    value: str = "throughput",
+    label: str = "design",
+    title: str | None = "Throughput by design",
+    source: str | None = None,
+) -> Axes:
+    """One bar per design at the median of its runs, with every run as a dot.
+
+    `frame` has one row per run: a `label` column naming the design and a `value` column
+    (attempts/s for report rows). Designs keep the order of their first appearance.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.6 * max(frame[label].nunique(), 2) + 1.4))
+    names = list(dict.fromkeys(frame[label]))
+    medians = frame.groupby(label, sort=False)[value].median().reindex(names)
+    ax.barh(range(len(names)), medians, height=0.6, color="#8ab6d6")
+    for row, name in enumerate(names):
+        runs = frame.loc[frame[label] == name, value]
+        ax.plot(runs, [row] * len(runs), "o", color="0.2", markersize=4)
+        ax.annotate(
+            f"{medians[name]:,.0f}",
+            xy=(float(runs.max()), row),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+        )
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlabel(f"{value} (median bar, one dot per run)")
+    ax.set_xlim(0, float(frame[value].max()) * 1.2)
+    ax.grid(axis="x", alpha=0.3)
+    _label(ax, title, source)
+    return ax

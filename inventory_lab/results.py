@@ -35,6 +35,7 @@ _COLUMNS: dict[str, str] = {
     "sold_out": "INTEGER",
     "duplicates": "INTEGER",
     "rejected": "INTEGER",
+    "throttled": "INTEGER",
     "errors": "INTEGER",
     "oversold": "INTEGER",
     "double_deducted": "INTEGER",
@@ -63,10 +64,14 @@ def save_run(report: RunReport, path: str | Path = DEFAULT_PATH) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS.items())
+    names = ", ".join(_COLUMNS)
     placeholders = ", ".join("?" for _ in _COLUMNS)
+    # Column names and types are the constants above, never input.
     with duckdb.connect(str(path)) as con:
         con.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
-        con.execute(f"INSERT INTO runs VALUES ({placeholders})", _row(report))
+        for name, kind in _COLUMNS.items():  # a file made by an older lab gains new columns
+            con.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {name} {kind}")
+        con.execute(f"INSERT INTO runs ({names}) VALUES ({placeholders})", _row(report))
     return path
 
 
