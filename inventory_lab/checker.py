@@ -12,6 +12,9 @@ saw, and compares them with the initial stock:
   or a deduction nobody recorded);
 - converged: Redis stock equals DB stock (minus pending tasks) for every SKU (None when the design
   keeps no Redis view);
+- false_duplicates: order lines answered "duplicate" (= already done) that no ledger row backs
+  and no client was told were accepted: SET NX stores no outcome, so a retry racing an order
+  that then fails or sells out, or one after a crash between the gates, hears a lie;
 - false_sold_out: orders refused as sold out although their SKU still had enough stock at the end
   (stock only falls during a run, so it had enough all along): an undersell, not a safety breach.
 
@@ -41,6 +44,7 @@ class CheckReport:
     unaccounted: int
     converged: bool | None
     false_sold_out: int = 0
+    false_duplicates: int = 0
     drift: dict[str, int] = field(default_factory=dict)  # sku -> redis minus DB, nonzero only
     per_sku: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
@@ -63,6 +67,7 @@ class CheckReport:
             "converged": self.converged,
             "drift": dict(self.drift),
             "false_sold_out": self.false_sold_out,
+            "false_duplicates": self.false_duplicates,
         }
 
 
@@ -117,6 +122,15 @@ def check(
         if line not in persisted
     )
 
+    told_done = records[records["outcome"] == Outcome.DUPLICATE.value]
+    accepted_set = set(zip(accepted_lines["order_id"], accepted_lines["sku"], strict=True))
+    false_duplicates = len(
+        {
+            line
+            for line in zip(told_done["order_id"], told_done["sku"], strict=True)
+            if line not in persisted and line not in accepted_set
+        }
+    )
     sold_out = records[records["outcome"] == Outcome.SOLD_OUT.value]
     final_of = {row["sku"]: row["db_final"] for row in rows}
     false_sold_out = sum(
@@ -144,6 +158,7 @@ def check(
         converged=converged,
         drift=drift,
         false_sold_out=false_sold_out,
+        false_duplicates=false_duplicates,
         per_sku=per_sku,
     )
 

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.designs import design_class
+from inventory_lab.designs import Design, design_class
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
 from inventory_lab.workload import Workload, run_workload
@@ -52,6 +52,7 @@ class RunReport:
     unaccounted: int
     converged: bool | None
     false_sold_out: int
+    false_duplicates: int
     elapsed_s: float
     throughput: float  # attempts answered per second
     latency_ms: dict[str, float]
@@ -72,6 +73,7 @@ class Experiment:
     report: RunReport
     check: CheckReport
     records: pd.DataFrame
+    design: Design  # the instance, closed; its counters (given_back, watch_retries…) stay
 
 
 def run_experiment(
@@ -101,7 +103,7 @@ def run_experiment(
     finally:
         instance.close()
     report = _report(lab, design, workload, concurrency, options, started_at, records, findings)
-    return Experiment(report=report, check=findings, records=records)
+    return Experiment(report=report, check=findings, records=records, design=instance)
 
 
 def _report(
@@ -138,6 +140,7 @@ def _report(
         unaccounted=findings.unaccounted,
         converged=findings.converged,
         false_sold_out=findings.false_sold_out,
+        false_duplicates=findings.false_duplicates,
         elapsed_s=round(elapsed, 4),
         throughput=round(len(records) / elapsed, 1) if elapsed > 0 else 0.0,
         latency_ms={

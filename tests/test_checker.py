@@ -101,3 +101,19 @@ def test_per_sku_table_explains_the_totals():
     table = report.per_sku.set_index("sku")
     assert table.loc["a", "oversold"] == 1 and table.loc["b", "oversold"] == 0
     assert table["oversold"].sum() == report.oversold
+
+
+def test_a_duplicate_answer_with_nothing_behind_it_is_a_false_duplicate():
+    report = check(
+        {"a": 5},
+        {"a": 4},
+        _ledger(("o1", "a", 1)),
+        _records(
+            ("o1", "a", 1, "accepted"),
+            ("o1", "a", 1, "duplicate"),  # true: o1 was done
+            ("o2", "a", 1, "error"),
+            ("o2", "a", 1, "duplicate"),  # false: o2 never reached the DB
+        ),
+    )
+    assert report.false_duplicates == 1
+    assert report.lost == 0  # o2 was never promised as accepted

@@ -146,6 +146,7 @@ def test_db_only_holds_every_invariant_under_concurrency_with_retries(lab):
         "converged": None,
         "drift": {},
         "false_sold_out": 0,
+        "false_duplicates": 0,
     }
     assert (records["outcome"] == "error").sum() == 0
     assert (records["outcome"] == "duplicate").sum() > 0

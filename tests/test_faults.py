@@ -2,7 +2,7 @@ import pytest
 
 from inventory_lab import Order, Outcome, Workload, check_lab, run_workload
 from inventory_lab.designs import design_class
-from inventory_lab.faults import SimulatedCrash, crash_before_compensation
+from inventory_lab.faults import SimulatedCrash, crash_before_compensation, crash_between_gates
 from inventory_lab.reconcile import reconcile
 
 
@@ -53,3 +53,19 @@ def test_the_crash_can_be_limited_to_a_number_of_times(redis_lab):
             design.deduct(Order("o-1", "sku-1", 2))
         assert design.deduct(Order("o-2", "sku-1", 2)).outcome is Outcome.SOLD_OUT
     assert len(crashed) == 1
+
+
+def test_a_crash_between_the_gates_leaves_a_code_that_lies_to_the_retry(redis_lab):
+    design = design_class("two_gate")(redis_lab)
+    design.setup({"sku-1": 5})
+    order = Order("o-1", "sku-1", 1)
+    with crash_between_gates(design, times=1) as crashed, pytest.raises(SimulatedCrash):
+        design.deduct(order)
+    assert crashed == [order]
+    assert design.deduct(order).outcome is Outcome.DUPLICATE  # "already done": it was not
+    records = run_workload(design, [], concurrency=1)
+    records.loc[0] = ["o-1", "sku-1", 1, 0, 0, 0.0, 0.0, 0.0, "error", ""]
+    records.loc[1] = ["o-1", "sku-1", 1, 1, 0, 0.0, 0.0, 0.0, "duplicate", ""]
+    report = check_lab(redis_lab, {"sku-1": 5}, records, redis_view=True)
+    assert report.false_duplicates == 1 and report.converged is False
+    assert report.drift == {"sku-1": -1}

@@ -21,7 +21,8 @@ As written, a duplicate caught only by gate 2 (the Redis code expired, the DB ro
 the Redis decrement: Redis and the DB then disagree until reconciled. `give_back_duplicates=True`
 is the fix: return the stock there too. `gap_s` widens, with a sleep, the window between a
 decrement-then-check variant's decrement and its compensation, in which other buyers see stock
-that is not really gone (false sold-outs); fakeredis's single lock makes that window tiny.
+that is not really gone (false sold-outs), and for `watch` the window between its reads and EXEC
+(more retries); fakeredis's single lock makes both windows tiny.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ class TwoGate(BaseDesign):
                     if left < order.qty:
                         pipe.unwatch()
                         return Result(Outcome.SOLD_OUT, f"gate 1: {left} left")
+                    if self.gap_s:
+                        time.sleep(self.gap_s)  # widen the read-to-EXEC window: more retries
                     pipe.multi()
                     pipe.set(code_key, "1", px=self.ttl_ms)
                     pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
