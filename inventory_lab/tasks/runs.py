@@ -85,6 +85,8 @@ def failure_run(
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
     workload = workload or Workload(orders=300, skus=2, stock=80, retries=0.3, seed=6)
+    if fault == "restart":
+        lease_s = 3600.0  # no unlock worker may free the dead boot's tasks: only the restart
     design = TaskEngineDesign(
         lab, shards=shards, workers=workers, lease_s=lease_s, backoff_s=0.02, max_attempts=50
     )
@@ -102,6 +104,8 @@ def failure_run(
             fence = db_outage(design.engine, 0.5)
         with fence as crashed_list:
             if fault == "restart":
+                # every executor dies on its first claim, holding its batch, until the restart
+                design.engine.kill_after_claim(workers)
                 half = len(attempts) // 2
                 first = run_workload(design, attempts[:half], concurrency=concurrency)
                 _restart(design)
@@ -126,12 +130,11 @@ def failure_run(
 
 
 def _restart(design: TaskEngineDesign) -> None:
-    """The process dies with every executor holding a task; a new one starts and recovers."""
+    """The old process is gone (its executors died holding tasks); a new one starts, recovers."""
     old = design.engine
-    old.kill_after_claim(old.workers)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while old.counters.killed < old.workers and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.01)  # each executor dies on its first claim
     old.stop()
     design.engine = TaskEngine(
         design.store,
@@ -142,5 +145,6 @@ def _restart(design: TaskEngineDesign) -> None:
         max_attempts=old.max_attempts,
         node=old.node,
     )
-    design.engine.counters.killed = old.counters.killed
+    for name, value in old.counters.as_dict().items():  # one set of counters for the whole run
+        design.engine.counters.add(name, value)
     design.engine.start()  # start() recovers the dead boot's tasks without waiting for a lease

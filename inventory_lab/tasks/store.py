@@ -15,6 +15,8 @@ Claiming one task is `UPDATE … SET status = 100 … WHERE id = :id AND status 
 racing for it, exactly one updates a row. Batch claiming on PostgreSQL and MariaDB takes
 `SELECT … FOR UPDATE SKIP LOCKED` first. Completion is a compare-and-set on id, owner and
 status, so a worker whose lease ran out cannot mark done a task another worker now holds.
+Every claim, completion and unlock goes through `backends.in_transaction`, which re-runs a
+transaction the database chose as a deadlock victim (MariaDB does, under SKIP LOCKED batches).
 Times are epoch seconds (float) taken on this machine: the lab's workers share one clock.
 """
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from inventory_lab.backends import in_transaction
 from inventory_lab.orders import Order
 
 
@@ -138,7 +141,8 @@ class TaskStore:
     def claim(self, shard: int, task_id: int, owner: str) -> Task | None:
         """The article's claim: `SET status = 100 WHERE id = :id AND status = 0`."""
         table = self.tables[shard]
-        with self.engine_of(shard).begin() as conn:
+
+        def work(conn: Connection) -> Task | None:
             claimed = conn.execute(
                 sa.update(table)
                 .where(table.c.id == task_id, table.c.status == int(Status.NEW))
@@ -147,6 +151,8 @@ class TaskStore:
             if claimed != 1:
                 return None
             return self._load(conn, shard, [task_id])[0]
+
+        return in_transaction(self.engine_of(shard), work)
 
     def claim_batch(self, shard: int, owner: str, limit: int) -> list[Task]:
         """Claim up to `limit` NEW tasks in one transaction with FOR UPDATE SKIP LOCKED.
@@ -157,7 +163,8 @@ class TaskStore:
         if engine.dialect.name == "sqlite":
             raise NotImplementedError("SQLite has no SELECT … FOR UPDATE SKIP LOCKED")
         table = self.tables[shard]
-        with engine.begin() as conn:
+
+        def work(conn: Connection) -> list[Task]:
             ids = list(
                 conn.execute(
                     sa.select(table.c.id)
@@ -176,6 +183,8 @@ class TaskStore:
             )
             return self._load(conn, shard, ids)
 
+        return in_transaction(engine, work)
+
     def _load(self, conn: Connection, shard: int, ids: list[int]) -> list[Task]:
         table = self.tables[shard]
         rows = conn.execute(
@@ -190,19 +199,17 @@ class TaskStore:
     def _finish(self, task: Task, owner: str, **values: object) -> bool:
         """Compare-and-set on id, owner and LOCKED: false if the lease was lost meanwhile."""
         table = self.tables[task.shard]
-        with self.engine_of(task.shard).begin() as conn:
-            return (
-                conn.execute(
-                    sa.update(table)
-                    .where(
-                        table.c.id == task.id,
-                        table.c.lock_owner == owner,
-                        table.c.status == int(Status.LOCKED),
-                    )
-                    .values(modify_time=time.time(), **values)
-                ).rowcount
-                == 1
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.id == task.id,
+                table.c.lock_owner == owner,
+                table.c.status == int(Status.LOCKED),
             )
+            .values(modify_time=time.time(), **values)
+        )
+        engine = self.engine_of(task.shard)
+        return in_transaction(engine, lambda conn: conn.execute(statement).rowcount == 1)
 
     def complete(self, task: Task, owner: str) -> bool:
         now = time.time()
@@ -233,12 +240,14 @@ class TaskStore:
             if node is not None:
                 condition.append(table.c.lock_owner.like(f"{node}:%"))
                 condition.append(table.c.lock_owner.not_like(f"{node}:{boot}:%"))
-            with self.engine_of(shard).begin() as conn:
-                unlocked += conn.execute(
-                    sa.update(table)
-                    .where(*condition)
-                    .values(status=int(Status.NEW), lock_owner=None, modify_time=time.time())
-                ).rowcount
+            statement = (
+                sa.update(table)
+                .where(*condition)
+                .values(status=int(Status.NEW), lock_owner=None, modify_time=time.time())
+            )
+            unlocked += in_transaction(
+                self.engine_of(shard), lambda conn, st=statement: conn.execute(st).rowcount
+            )
         return unlocked
 
     def retry_failed(self, *, max_attempts: int, backoff_s: float) -> tuple[int, int]:

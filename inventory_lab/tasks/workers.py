@@ -35,6 +35,7 @@ class EngineCounters:
     applied: int = 0
     already_applied: int = 0
     completed: int = 0
+    complete_failed: int = 0
     failed: int = 0
     lease_lost: int = 0
     unlocked: int = 0
@@ -191,10 +192,12 @@ class TaskEngine:
                 self.counters.add("lease_lost")
             return
         self.counters.add("applied" if fresh else "already_applied")
-        if self.store.complete(task, owner):
-            self.counters.add("completed")
-        else:
-            self.counters.add("lease_lost")
+        try:
+            completed = self.store.complete(task, owner)
+        except Exception:  # the DB went away after applying: the lease will bring it back
+            self.counters.add("complete_failed")
+            return
+        self.counters.add("completed" if completed else "lease_lost")
 
     def _maybe_die(self) -> None:
         with self._kill_lock:
