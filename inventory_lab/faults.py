@@ -6,7 +6,7 @@
   order, the negative value). Variants that decide before they decrement (WATCH, Lua) never
   reach that point.
 - `crash_between_gates`: the app dies after gate 1 and before gate 2 / the task insert.
-- `db_outage`: the task engine's applies fail for a while (the database refuses connections).
+- `db_outage`: for a while every statement to the database fails (the server refuses).
 - A task worker that dies holding a claimed task is `TaskEngine.kill_after_claim`.
 """
 
@@ -17,9 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
 from inventory_lab.designs.two_gate import TwoGate
 from inventory_lab.orders import Order
-from inventory_lab.tasks import TaskEngine
 
 
 class SimulatedCrash(Exception):
@@ -82,18 +84,18 @@ class SimulatedOutage(Exception):
 
 
 @contextmanager
-def db_outage(engine: TaskEngine, seconds: float) -> Iterator[None]:
-    """For `seconds` from entering the block, every task the engine applies fails."""
-    deadline = time.monotonic() + seconds
-    apply = engine.apply
+def db_outage(engine: Engine, seconds: float, *, after_s: float = 0.0) -> Iterator[None]:
+    """From `after_s` to `after_s + seconds` after entering the block, every statement any
+    connection of `engine` sends fails, as if the server refused connections."""
+    start = time.monotonic() + after_s
+    end = start + seconds
 
-    def refuse(order: Order) -> bool:
-        if time.monotonic() < deadline:
-            raise SimulatedOutage("connection refused")
-        return apply(order)
+    def refuse(*_args: object) -> None:
+        if start <= time.monotonic() < end:
+            raise SimulatedOutage("connection refused (simulated outage)")
 
-    engine.apply = refuse  # type: ignore[method-assign]
+    event.listen(engine, "before_cursor_execute", refuse)
     try:
         yield
     finally:
-        engine.apply = apply  # type: ignore[method-assign]
+        event.remove(engine, "before_cursor_execute", refuse)

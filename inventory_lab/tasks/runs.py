@@ -101,7 +101,7 @@ def failure_run(
         if fault == "crash_between_gates":
             fence = crash_between_gates(design, times=4)
         elif fault == "db_outage":
-            fence = db_outage(design.engine, 0.5)
+            fence = db_outage(lab.engine, 0.5, after_s=0.1)
         with fence as crashed_list:
             if fault == "restart":
                 # every executor dies on its first claim, holding its batch, until the restart

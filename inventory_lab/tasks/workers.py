@@ -36,6 +36,7 @@ class EngineCounters:
     already_applied: int = 0
     completed: int = 0
     complete_failed: int = 0
+    fail_unrecorded: int = 0
     failed: int = 0
     lease_lost: int = 0
     unlocked: int = 0
@@ -133,7 +134,11 @@ class TaskEngine:
         """Block until no task is NEW, LOCKED or FAILED (True), or the timeout passes."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            counts = self.store.counts()
+            try:
+                counts = self.store.counts()
+            except Exception:  # the database is away for now: keep waiting
+                time.sleep(0.05)
+                continue
             if not any(counts[s] for s in PENDING):
                 return True
             time.sleep(0.02)
@@ -185,11 +190,13 @@ class TaskEngine:
     def _process(self, task: Task, owner: str) -> None:
         try:
             fresh = self.apply(task.order)
-        except Exception as exc:
-            if self.store.fail(task, owner, f"{type(exc).__name__}: {exc}"):
-                self.counters.add("failed")
-            else:
-                self.counters.add("lease_lost")
+        except Exception as exc:  # any failure is a retryable task failure
+            try:
+                recorded = self.store.fail(task, owner, f"{type(exc).__name__}: {exc}")
+            except Exception:  # the DB cannot even record it: the lease will bring it back
+                self.counters.add("fail_unrecorded")
+                return
+            self.counters.add("failed" if recorded else "lease_lost")
             return
         self.counters.add("applied" if fresh else "already_applied")
         try:
