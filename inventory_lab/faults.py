@@ -99,3 +99,29 @@ def db_outage(engine: Engine, seconds: float, *, after_s: float = 0.0) -> Iterat
         yield
     finally:
         event.remove(engine, "before_cursor_execute", refuse)
+
+
+@contextmanager
+def expire_before_retry(design: TwoGate) -> Iterator[None]:
+    """Every repeat send of an order line finds its Redis anti-repeat code expired.
+
+    Deterministic stand-in for "the retry arrived after the TTL": the code is deleted just before
+    the repeat reaches gate 1. The database's anti-repeat row does not expire.
+    """
+    seen: set[str] = set()
+    lock = threading.Lock()
+    deduct = design.deduct
+
+    def late(order: Order):  # type: ignore[no-untyped-def]
+        with lock:
+            repeat = order.anti_repeat_code in seen
+            seen.add(order.anti_repeat_code)
+        if repeat:
+            design.lab.redis.delete(design.keys_for(order)[0])
+        return deduct(order)
+
+    design.deduct = late  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del design.deduct

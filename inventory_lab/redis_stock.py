@@ -7,16 +7,21 @@ leaves the same values). The database is the source of truth for what was persis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from inventory_lab import keys, schema
 from inventory_lab.lab import Lab
 
 
-def warm_up(lab: Lab) -> dict[str, int]:
-    """Copy every SKU's DB stock into Redis (overwriting); returns what it wrote."""
+def warm_up(lab: Lab, *, pending: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Copy every SKU's DB stock, minus `pending` (accepted, not yet persisted), into Redis.
+
+    Overwrites; returns what it wrote. Re-warming after Redis lost its data without subtracting
+    the pending tasks gives Redis back stock that is already promised: an oversell waiting.
+    """
+    pending = pending or {}
     with lab.engine.connect() as conn:
-        stock = schema.read_stock(conn)
+        stock = {sku: num - pending.get(sku, 0) for sku, num in schema.read_stock(conn).items()}
     pipe = lab.redis.pipeline(transaction=False)
     for sku, num in stock.items():
         pipe.hset(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD, num)

@@ -20,6 +20,7 @@ from inventory_lab.designs.two_gate import DEFAULT_TTL_MS
 from inventory_lab.designs.two_gate_lua import TwoGateLua
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
+from inventory_lab.redis_stock import warm_up
 from inventory_lab.tasks import TaskEngine, TaskStore
 
 
@@ -38,6 +39,7 @@ class TaskEngineDesign(TwoGateLua):
         workers: int = 4,
         start_workers: bool = True,
         drain_timeout_s: float = 120.0,
+        rewarm_minus_pending: bool = True,
         **engine_options: Any,
     ) -> None:
         super().__init__(lab, ttl_ms=ttl_ms)
@@ -45,6 +47,7 @@ class TaskEngineDesign(TwoGateLua):
         self.engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
         self.start_workers = start_workers
         self.drain_timeout_s = drain_timeout_s
+        self.rewarm_minus_pending = rewarm_minus_pending
 
     def setup(self, initial: Mapping[str, int]) -> None:
         self.engine.stop()
@@ -80,6 +83,20 @@ class TaskEngineDesign(TwoGateLua):
             self.engine.start()
         if not self.engine.wait_drained(self.drain_timeout_s):
             raise TimeoutError(f"tasks still pending after {self.drain_timeout_s} s")
+
+    def rewarm(self) -> dict[str, int]:
+        """Load Redis from the DB minus the pending tasks (`rewarm_minus_pending=False`: the DB
+        alone, which hands out again the stock that pending tasks have already promised)."""
+        # Pause the workers: a task applied between reading the pending tasks and reading the
+        # DB would be subtracted twice.
+        running = self.engine.running
+        self.engine.stop()
+        try:
+            pending = self.pending() if self.rewarm_minus_pending else None
+            return warm_up(self.lab, pending=pending)
+        finally:
+            if running:
+                self.engine.start()
 
     def pending(self) -> dict[str, int]:
         return self.store.pending_by_sku()

@@ -90,6 +90,10 @@ class TwoGate(BaseDesign):
             return refused
         return self.gate_two(order)
 
+    def rewarm(self) -> dict[str, int]:
+        """After Redis lost its data: load stock from the DB again (as the article would)."""
+        return warm_up(self.lab)
+
     def stock(self, sku: str) -> int:
         value = read_redis_stock(self.lab, [sku])[sku]
         return 0 if value is None else value
