@@ -23,6 +23,7 @@ from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, run_experiment
 from inventory_lab.lab import open_lab
 from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
+from inventory_lab.review import FAULTS, review, save_review
 from inventory_lab.workload import Workload
 
 EXIT_USAGE = 2
@@ -124,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--save", nargs="?", const=str(DEFAULT_PATH), default=None, metavar="PATH")
 
+    review_cmd = commands.add_parser(
+        "review", help="every design under every fault, checked against written expectations"
+    )
+    review_cmd.add_argument("--designs", default=None, help="comma-separated (default: all)")
+    review_cmd.add_argument("--faults", default=None, help="comma-separated (default: all)")
+    review_cmd.add_argument("--redis", default=FAKE_REDIS)
+    review_cmd.add_argument("--db", default=None)
+    review_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    review_cmd.add_argument(
+        "--save", nargs="?", const=str(DEFAULT_PATH), default=None, metavar="PATH"
+    )
+
     runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
     runs.add_argument("--path", default=str(DEFAULT_PATH))
     runs.add_argument("--last", type=_int_in(1, 10_000), default=20)
@@ -139,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "review":
+            return _review(args)
         return _runs(args)
     except LabError as exc:
         print(f"inventory-lab: error: {exc}", file=sys.stderr)
@@ -216,6 +231,58 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"{reports[0].redis} + {reports[0].db} on {reports[0].machine}, one hot SKU")
         print(frame.to_string(index=False))
     return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    designs = _names(args.designs, design_names(), "design")
+    faults = _names(args.faults, list(FAULTS), "fault")
+    with open_lab(args.redis, args.db, pool_size=16) as lab:
+        frame = review(lab, designs, faults, progress=not args.json)
+    if args.save:
+        save_review(frame, Path(args.save))
+    unexpected = frame[frame["verdict"] != "as expected"]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "redis": frame["redis"].iloc[0],
+                    "db": frame["db"].iloc[0],
+                    "machine": frame["machine"].iloc[0],
+                    "cells": frame.drop(columns=["redis", "db", "machine"]).to_dict(
+                        orient="records"
+                    ),
+                    "unexpected": len(unexpected),
+                }
+            )
+        )
+    else:
+        print(f"{frame['redis'].iloc[0]} + {frame['db'].iloc[0]} on {frame['machine'].iloc[0]}")
+        columns = [
+            "design",
+            "fault",
+            "accepted",
+            "errors",
+            "oversold",
+            "double_deducted",
+            "lost",
+            "drift_before",
+            "converged_after",
+            "throughput",
+            "verdict",
+        ]
+        print(frame[columns].to_string(index=False))
+        print(f"{len(frame) - len(unexpected)} of {len(frame)} cells as expected")
+    return 0 if unexpected.empty else 1
+
+
+def _names(text: str | None, known: list[str], what: str) -> list[str]:
+    if text is None:
+        return list(known)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise LabError(f"unknown {what} {unknown or text!r}; choose from: {', '.join(known)}")
+    return names
 
 
 def _int_list(text: str, flag: str, low: int, high: int) -> list[int]:

@@ -136,3 +136,19 @@ def redis_lab(redis_url: str, tmp_path) -> Iterator[Lab]:
 def default_lab(tmp_path) -> Iterator[Lab]:
     """The embedded default only: fakeredis and a SQLite file."""
     yield from _open(f"fake://{uuid.uuid4().hex}", f"sqlite:///{tmp_path / 'lab.sqlite'}")
+
+
+PAIRS = ["fake+sqlite", "real+postgresql", "real+mysql"]
+
+
+@pytest.fixture(params=PAIRS)
+def paired_lab(request, tmp_path, scratch_databases) -> Iterator[Lab]:
+    """Both backends of one kind: fakeredis + SQLite, or the real Redis + each real database."""
+    if request.param == "fake+sqlite":
+        yield from _open(f"fake://{uuid.uuid4().hex}", f"sqlite:///{tmp_path / 'lab.sqlite'}")
+        return
+    dialect = request.param.split("+")[1]
+    urls = [u for u in REAL_DBS if sql_dialect(u) == dialect]
+    if REAL_REDIS is None or not urls:
+        _missing(f"no real Redis and {dialect} configured")
+    yield from _open(REAL_REDIS, scratch_databases.url_for(urls[0]))
