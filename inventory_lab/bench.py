@@ -63,10 +63,13 @@ def round_trips_per_order(lab: Lab, design: str, orders: int = 20) -> float | No
         return None
     instance = cls(lab)
     instance.setup({"sku-rt": orders + 1})
-    instance.deduct(Order("rt-warm", "sku-rt", 1))  # loads a script, if the design has one
-    with metered(lab.redis) as meter:
-        for i in range(orders):
-            instance.deduct(Order(f"rt-{i}", "sku-rt", 1))
+    try:
+        instance.deduct(Order("rt-warm", "sku-rt", 1))  # loads a script, if the design has one
+        with metered(lab.redis) as meter:
+            for i in range(orders):
+                instance.deduct(Order(f"rt-{i}", "sku-rt", 1))
+    finally:
+        instance.close()  # a task engine's workers must not outlive the measurement
     return meter.count / orders
 
 

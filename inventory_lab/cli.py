@@ -34,6 +34,7 @@ BENCH_DESIGNS = (
     "two_gate_multi",
     "two_gate_watch",
     "two_gate_lua",
+    "task_engine",
 )
 
 

@@ -85,14 +85,14 @@ def _offer(
     interval = 1.0 / offered_per_s
     ready.wait()
     start_at = time.time()
-    offered, admitted = 0, []
+    offered, admitted = 0, [start_at]  # the first entry: this instance's start, absolute
     next_at = start_at
     while (now := time.time()) < start_at + duration_s:
         if now < next_at:
             time.sleep(next_at - now)
         offered += 1
         if limiter.try_acquire("hot"):
-            admitted.append(time.time() - start_at)
+            admitted.append(time.time())
         next_at += interval
     return instance, offered, admitted
 
@@ -126,7 +126,7 @@ def measure_admission(
         ]
         for worker in workers:
             worker.start()
-        results = [queue.get(timeout=180) for _ in workers]
+        results = [queue.get(timeout=60) for _ in workers]
         for worker in workers:
             worker.join()
     else:
@@ -141,7 +141,11 @@ def measure_admission(
             thread.start()
         for thread in threads:
             thread.join()
-    rows = [(i, t) for i, _, times in results for t in times]
+    # Times on one axis: seconds since the first instance started (they leave the barrier a few
+    # ms apart, so the instances together cover a little more than `duration_s`).
+    origin = min(times[0] for _, _, times in results)
+    span_s = max(times[0] for _, _, times in results) + duration_s - origin
+    rows = [(i, t - origin) for i, _, times in results for t in times[1:]]
     admissions = pd.DataFrame(rows, columns=["instance", "t_s"]).sort_values("t_s")
     offered = sum(n for _, n, _ in results)
     admitted_per_s = len(admissions) / duration_s
@@ -154,6 +158,9 @@ def measure_admission(
         "admitted": len(admissions),
         "admitted_per_s": round(admitted_per_s, 1),
         "ratio_to_limit": round(admitted_per_s / spec.configured_per_s, 2),
+        "span_s": round(span_s, 4),
+        # the most a limit of K per W can admit over the span, for the cluster-wide limiter
+        "cluster_bound": int(spec.limit * (span_s * 1000 / spec.window_ms + 1)),
     }
     return admissions, summary
 
@@ -217,9 +224,11 @@ def flash_sale(
         if spec is None:
             front: Any = target
         else:
-            if spec.kind == "cluster":
-                spec = LimiterSpec(**{**spec.__dict__, "namespace": f"{lab.namespace}-throttle"})
-            shared = spec.build() if spec.kind == "cluster" else None
+            shared = None
+            if spec.kind == "cluster":  # the limit lives in the lab's own Redis
+                shared = RedisSlidingWindow(
+                    lab.redis, f"{lab.namespace}-throttle", spec.window_ms, spec.limit
+                )
             limiters = [shared or spec.build() for _ in range(instances)]
             front = Fleet(target, limiters, {hot})
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import NullLocator
 
 from inventory_lab.orders import Outcome
@@ -668,5 +668,123 @@ def admitted_rate(
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    _label(ax, title, source)
+    return ax
+
+
+# --- faults and review (notebooks 08-09)
+
+_CLEAN_COLOUR = "#d9efe3"
+# A broken cell takes the colour of the worst invariant it broke, in this order (worst first).
+_BROKEN_COLOURS = {
+    "oversold": "#b2182b",
+    "lost": "#d6604d",
+    "double_deducted": "#ef8a62",
+    "unaccounted": "#f6c58f",
+    "converged": "#b8a4d4",
+}
+_INVARIANT_LABELS = {
+    "oversold": "oversold",
+    "double_deducted": "double",
+    "lost": "lost",
+    "unaccounted": "unacc.",
+    "converged": "not converged",
+}
+
+
+def review_heatmap(
+    frame: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    title: str | None = "What broke after reconciliation, design by fault",
+    source: str | None = None,
+) -> Axes:
+    """The review matrix as a grid: one row per design, one column per fault.
+
+    `frame` has one row per cell, as `review.review` returns it (or its cells read back from
+    JSON): design, fault, broken (a sequence of invariant names), drift_before, and optionally
+    applies, verdict and the invariants' counts (oversold, double_deducted, lost, unaccounted).
+    A cell's colour tells the worst invariant still broken after reconciliation (oversold, then
+    lost, double_deducted, unaccounted, converged; pale green: none), the same in every chart,
+    and its text names every broken one with its count. "drift N" is the units by which Redis and
+    the DB disagreed before the repair. A fault with nothing to act on in that design (applies
+    False) is hatched; a cell whose verdict is not "as expected" gets a thick red border. Rows
+    and columns keep the order of their first appearance; the source line comes from the frame's
+    redis, db and machine columns unless `source` is given.
+    """
+    designs = list(dict.fromkeys(frame["design"]))
+    faults = list(dict.fromkeys(frame["fault"]))
+    if ax is None:
+        _, ax = plt.subplots(
+            figsize=(1.3 * len(faults) + 4.0, 0.62 * len(designs) + 1.5), layout="constrained"
+        )
+    severity = list(_BROKEN_COLOURS)
+    broken = frame["broken"].map(
+        lambda names: sorted(names, key=lambda n: severity.index(n) if n in severity else 99)
+    )
+    worst = [names[0] if names else None for names in broken]
+    unexpected = False
+    for (_, cell), names, top in zip(frame.iterrows(), broken, worst, strict=True):
+        x, y = faults.index(cell["fault"]), designs.index(cell["design"])
+        colour = _CLEAN_COLOUR if top is None else _BROKEN_COLOURS.get(top, "0.5")
+        ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, edgecolor="white", lw=2))
+        if not cell.get("applies", True):
+            ax.add_patch(Rectangle((x, y), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
+        if cell.get("verdict", "as expected") != "as expected":
+            unexpected = True
+            ax.add_patch(
+                Rectangle((x + 0.04, y + 0.04), 0.92, 0.92, fill=False, edgecolor="red", lw=2.5)
+            )
+        lines = [
+            _INVARIANT_LABELS.get(name, name) + (f" {int(cell[name])}" if name in cell else "")
+            for name in names
+        ]
+        if int(cell["drift_before"]):
+            lines.append(f"drift {int(cell['drift_before'])}")
+        ax.text(
+            x + 0.5,
+            y + 0.5,
+            "\n".join(lines) or "ok",
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            color="0.1" if lines else "0.4",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.6, "lw": 0}
+            if lines
+            else None,
+        )
+    ax.set_xlim(0, len(faults))
+    ax.set_ylim(len(designs), 0)  # first design on top
+    ax.set_xticks([i + 0.5 for i in range(len(faults))], faults, fontsize=8)
+    ax.set_yticks([i + 0.5 for i in range(len(designs))], designs)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    handles = [Patch(facecolor=_CLEAN_COLOUR, label="nothing broke")]
+    handles += [
+        Patch(facecolor=colour, label=f"worst broken: {name}")
+        for name, colour in _BROKEN_COLOURS.items()
+        if name in set(worst)
+    ]
+    if "applies" in frame and not frame["applies"].all():
+        handles.append(
+            Patch(facecolor="white", edgecolor="0.6", hatch="///", label="fault does not apply")
+        )
+    if unexpected:
+        handles.append(Patch(facecolor="white", edgecolor="red", lw=2, label="not as expected"))
+    # drift_before is the review's sum over SKUs of |Redis - (DB - pending)|
+    handles.append(
+        Patch(
+            facecolor="none",
+            edgecolor="none",
+            label="drift N: units by which\nRedis and DB disagreed\nbefore the repair",
+        )
+    )
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8
+    )
+    if source is None and {"redis", "db", "machine"} <= set(frame):
+        first = frame.iloc[0]
+        source = f"redis {first['redis']} + {first['db']}, {first['machine']}"
     _label(ax, title, source)
     return ax

@@ -56,3 +56,11 @@ def test_bench_cli_refuses_bad_concurrency_lists(capsys):
     assert "comma-separated integers" in capsys.readouterr().err
     assert main(["bench", "--concurrency", "0"]) == 2
     assert main(["bench", "--designs", "nope"]) == 2
+
+
+def test_measuring_round_trips_leaves_no_worker_running(redis_lab):
+    import threading
+
+    before = threading.active_count()
+    assert round_trips_per_order(redis_lab, "task_engine", orders=5) == 1.0
+    assert threading.active_count() == before

@@ -149,9 +149,8 @@ def test_cluster_limit_holds_across_processes(where):
             cluster = LimiterSpec(kind="cluster", window_ms=10, limit=2, redis_url=url)
             _, shared = measure_admission(cluster, instances=3, duration_s=duration)
     _, separate = measure_admission(window, instances=3, duration_s=duration)
-    bound = _cluster_bound(cluster, duration)
-    assert 0 < shared["admitted"] <= bound
-    assert separate["admitted"] > bound  # each process admits its own limit
+    assert 0 < shared["admitted"] <= shared["cluster_bound"]
+    assert separate["admitted"] > separate["cluster_bound"]  # each process admits its own limit
 
 
 def test_per_process_windows_multiply_the_limit_in_threads_too():

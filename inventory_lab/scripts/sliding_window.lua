@@ -3,13 +3,16 @@
 -- ARGV[1] = window in ms, ARGV[2] = limit, ARGV[3] = a unique member for this request.
 -- The clock is the Redis server's (TIME), so every process agrees on it.
 -- Returns 1 when admitted, 0 when throttled.
+-- Times are kept in microseconds: whole milliseconds would let 2K through within one window
+-- across a millisecond boundary.
 local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local window_us = tonumber(ARGV[1]) * 1000
+-- Scores go over as strings: Lua numbers this large would be sent as floats.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now_us - window_us))
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
-redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
+redis.call('ZADD', KEYS[1], string.format('%.0f', now_us), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
