@@ -9,6 +9,7 @@ module unmasked: `mask_url` is what every report, log line and error message sho
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -17,7 +18,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import fakeredis
 import redis
@@ -57,19 +57,20 @@ def configured_db_urls() -> list[str]:
     return [u.strip() for u in os.environ.get(DB_URLS_VARIABLE, "").split(",") if u.strip()]
 
 
+# scheme://user:password@host…: the password runs to the LAST '@' (it may hold '#', '?', '/' or
+# '@', which a browser-style split would take for the end of it).
+_USERINFO = re.compile(
+    r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<password>.*)@(?P<tail>[^@]*)$", re.S
+)
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by '***' (safe to print, log and store)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        return "<unparseable URL>"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL with its password replaced by '***', on one printable line (safe to print,
+    log and store)."""
+    match = _USERINFO.match(url)
+    if match:
+        url = f"{match['head']}:***@{match['tail']}"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in url)
 
 
 # --- Redis -------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redi
         with _fake_lock:
             server = _fake_servers.setdefault(name, fakeredis.FakeServer())
         return fakeredis.FakeRedis(server=server, decode_responses=True)
-    scheme = urlsplit(url).scheme if "://" in url else ""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in ("redis", "rediss", "unix"):
         raise BackendError(
             f"Redis URL must be 'fake' or start with redis://, rediss:// or unix://; "
@@ -100,7 +101,7 @@ def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redi
             max_connections=256,
         )
         client.ping()
-    except (ValueError, redis.RedisError) as exc:
+    except (ValueError, TypeError, redis.RedisError) as exc:
         raise BackendError(f"Redis at {mask_url(url)} does not answer: {_first_line(exc)}") from exc
     return client
 
@@ -130,7 +131,7 @@ def sql_dialect(url: str) -> str:
     """'sqlite', 'postgresql' or 'mysql' for a supported URL; BackendError otherwise."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise BackendError(f"not a database URL: {mask_url(url)!r}") from exc
     dialect = SQL_DRIVERS.get(parsed.drivername)
     if dialect is None:
@@ -143,6 +144,11 @@ def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
     """A SQLAlchemy 2 engine for the URL (default: a SQLite file in the temp directory)."""
     url = url or default_db_url()
     dialect = sql_dialect(url)
+    if dialect == "sqlite" and (make_url(url).database or ":memory:") == ":memory:":
+        raise BackendError(
+            "in-memory SQLite is not supported: every connection would see a database of its "
+            "own; give a file, sqlite:///path"
+        )
     try:
         if dialect == "sqlite":
             engine = _sqlite_engine(url, pool_size)
@@ -156,7 +162,8 @@ def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
             )
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except (DBAPIError, ArgumentError, OSError) as exc:
+    except (DBAPIError, ArgumentError, OSError, TypeError, ValueError) as exc:
+        # TypeError / ValueError: a query parameter the driver does not know, a NUL in a path
         raise BackendError(
             f"database at {mask_url(url)} does not answer: {_first_line(exc)}"
         ) from exc
@@ -218,4 +225,5 @@ def in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)

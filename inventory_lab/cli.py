@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
@@ -61,19 +63,22 @@ def _fraction(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
     return value
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+def _bounded(high: float):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or not 0 <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, {high:g}]")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lost-replies", type=_fraction, default=0.0, help="P(a reply is lost; client resends)"
     )
-    run.add_argument("--skew", type=_non_negative, default=1.1, help="Zipf exponent; 0 = uniform")
+    run.add_argument("--skew", type=_bounded(10), default=1.1, help="Zipf exponent; 0 = uniform")
     run.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=42)
     run.add_argument(
         "--race-window-ms",
-        type=_non_negative,
+        type=_bounded(1000),
         default=None,
         help="naive only: sleep between read and write, to widen the race",
     )
@@ -206,6 +211,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     designs = [name.strip() for name in args.designs.split(",") if name.strip()]
+    if not designs:
+        raise LabError("--designs names no design")
     for name in designs:
         design_class(name)
     concurrencies = _int_list(args.concurrency, "--concurrency", 1, 256)
@@ -329,7 +336,10 @@ def _runs(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise LabError(f"no results file at {path}; run with --save first")
-    frame = load_runs(path).tail(args.last)
+    try:
+        frame = load_runs(path).tail(args.last)
+    except duckdb.Error as exc:
+        raise LabError(f"{path} is not a results file: {str(exc).splitlines()[0]}") from exc
     columns = [
         "started_at",
         "design",

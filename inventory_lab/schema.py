@@ -11,9 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
+
+
+def key_string(length: int) -> sa.types.TypeEngine:
+    """A VARCHAR for ids, SKUs and codes that compares case-sensitively on every backend.
+
+    MariaDB's default collation folds case, so 'o-a' and 'O-A' would be one anti-repeat code;
+    PostgreSQL and SQLite compare bytes already.
+    """
+    binary = mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin")
+    return sa.String(length).with_variant(binary, "mysql", "mariadb")
 
 
 def _created_at() -> sa.Column:
@@ -23,14 +34,14 @@ def _created_at() -> sa.Column:
 stock = sa.Table(
     "stock",
     metadata,
-    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("sku", key_string(64), primary_key=True),
     sa.Column("num", sa.Integer, nullable=False),
 )
 
 anti_repeat = sa.Table(
     "anti_repeat",
     metadata,
-    sa.Column("code", sa.String(130), primary_key=True),
+    sa.Column("code", key_string(130), primary_key=True),
     _created_at(),
 )
 
@@ -38,8 +49,8 @@ orders = sa.Table(
     "orders",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("order_id", sa.String(64), nullable=False),
-    sa.Column("sku", sa.String(64), nullable=False),
+    sa.Column("order_id", key_string(64), nullable=False),
+    sa.Column("sku", key_string(64), nullable=False),
     sa.Column("qty", sa.Integer, nullable=False),
     sa.Column("design", sa.String(32), nullable=False),
     _created_at(),

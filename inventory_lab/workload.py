@@ -64,7 +64,7 @@ class Workload:
             (self.orders >= 1, "orders must be >= 1"),
             (self.skus >= 1, "skus must be >= 1"),
             (self.stock >= 0, "stock must be >= 0"),
-            (self.skew >= 0, "skew must be >= 0"),
+            (0 <= self.skew <= 10, "skew must be a number in [0, 10]"),
             (0.0 <= self.retries <= 1.0, "retries must be a probability in [0, 1]"),
             (0.0 <= self.lost_replies <= 1.0, "lost_replies must be a probability in [0, 1]"),
             (self.max_qty >= 1, "max_qty must be >= 1"),

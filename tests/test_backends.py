@@ -22,6 +22,8 @@ from inventory_lab.backends import (
         ),
         ("mysql+pymysql://root:pw@127.0.0.1/test", "mysql+pymysql://root:***@127.0.0.1/test"),
         ("postgresql+psycopg://bob@db/test", "postgresql+psycopg://bob@db/test"),
+        ("postgresql+psycopg://u:Pw0#S/E?C@R@db:1/x", "postgresql+psycopg://u:***@db:1/x"),
+        ("redis://127.0.0.1:1/0\n", "redis://127.0.0.1:1/0\\n"),
         ("fake", "fake"),
         ("sqlite:///tmp/x.sqlite", "sqlite:///tmp/x.sqlite"),
     ],

@@ -9,8 +9,8 @@ Random workloads under random faults: the recommended design (and the DB-only ba
 oversells, deducts twice, loses an order or drifts after reconciliation.
 
 Examples are few, so the file stays fast; hypothesis keeps its example database in
-`.hypothesis/`, which it git-ignores itself. Known bugs are pinned as strict xfails whose reasons
-give the minimal example.
+`.hypothesis/`, which it git-ignores itself. The inputs that once escaped `main()` or leaked a
+password are kept below as explicit regression cases (`ESCAPING`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import string
 from urllib.parse import unquote
 
-import duckdb
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, assume, example, given, settings
@@ -200,25 +199,12 @@ def test_every_design_refuses_a_hostile_order_and_changes_nothing(stocked, line)
 # Identifiers are case-sensitive ([A-Za-z...]); a database whose collation folds case must not
 # merge two of them. MariaDB's default collation (utf8mb4_general_ci) does.
 cased_ids = valid_ids.filter(lambda text: any(ch.isalpha() for ch in text))
-MARIADB_FOLDS_CASE = (
-    "bug: on MariaDB the tables use the server's case-insensitive default collation "
-    "(utf8mb4_general_ci), so ids that differ only in case collide"
-)
-
-
-# Which designs each case test expects the MariaDB bug to break (naive keeps no anti-repeat code).
-FOLDS_CASE = {
-    "test_skus_that_differ_only_in_case_are_two_skus": set(design_names()),
-    "test_order_ids_that_differ_only_in_case_are_two_order_lines": set(design_names()) - {"naive"},
-}
 
 
 @pytest.fixture
-def any_lab(lab, request):
-    """`lab`, with the MariaDB case-folding bug marked as xfail where it bites."""
-    name = request.node.callspec.params["name"]
-    if lab.dialect == "mysql" and name in FOLDS_CASE[request.node.originalname]:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MARIADB_FOLDS_CASE))
+def any_lab(lab):
+    """`lab` on every database: MariaDB included, whose default collation would fold case (the
+    lab's key columns use a binary collation there, see schema.key_string)."""
     return lab
 
 
@@ -342,7 +328,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-# 'nan' is a number to float() and slips through (see the xfail below); these must not.
+# Text that is no number, and negative numbers ('nan' and 'inf' are in ESCAPING below).
 bad_skews = st.one_of(
     st.text(max_size=20).filter(lambda text: not _is_number(text)),
     st.floats(max_value=-1e-9).map(str),
@@ -380,8 +366,8 @@ def test_an_unknown_design_is_refused_before_any_connection(capsys, name):
 
 
 # Passwords from the characters a URL may hold in its userinfo ('%' escapes included). The
-# delimiters '#', '?' and '/' are the xfail below; '@' only in Redis URLs: SQLAlchemy ends the
-# password at the first '@', and before an IPv6 host that escapes main() (see ESCAPING).
+# delimiters '#', '?' and '/' have a test of their own below; '@' only in Redis URLs: SQLAlchemy
+# ends the password at the first '@' (see ESCAPING for the IPv6 case).
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-._~!$&'()*+,;=%: "
 passwords = st.text(PASSWORD_ALPHABET, min_size=4, max_size=20).map(lambda tail: "Pw0" + tail)
 redis_passwords = st.text(PASSWORD_ALPHABET + "@", min_size=4, max_size=20).map(
@@ -444,13 +430,6 @@ def test_a_sqlite_file_that_cannot_be_created_is_one_line(capsys, tmp_path, name
     _assert_refused(capsys, ["run", "--design", "db_only", *TINY, "--db", db])
 
 
-URL_PRINTED_RAW = (
-    "bug: the 'does not answer' messages print mask_url(url) as is, not its repr, and mask_url "
-    "returns a URL without a password unchanged: a newline in --db or --redis splits the line"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=URL_PRINTED_RAW)
 @settings(FAST, max_examples=10)
 @given(
     flag=st.sampled_from(["--db", "--redis"]),
@@ -467,14 +446,6 @@ def test_a_url_holding_a_newline_is_still_one_line(capsys, tmp_path, flag, tail,
     _assert_refused(capsys, ["run", "--design", "two_gate_lua", *TINY, *args])
 
 
-MASK_SPLITS_LIKE_A_BROWSER = (
-    "bug: backends.mask_url splits with urllib.parse.urlsplit, which ends the userinfo at '#', "
-    "'?' or '/', while SQLAlchemy and redis-py take everything up to the last '@' as the "
-    "password; mask_url then finds no password and prints the URL, password and all"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=MASK_SPLITS_LIKE_A_BROWSER)
 @settings(FAST, max_examples=10)
 @given(
     flag=st.sampled_from(["--db", "--redis"]),
@@ -492,9 +463,9 @@ def test_a_password_holding_a_url_delimiter_is_masked_too(capsys, tmp_path, flag
     _assert_refused(capsys, ["run", "--design", "two_gate_lua", *TINY, *args], secret=password)
 
 
-ESCAPES = "bug: {} escapes main() (not a LabError): a traceback and exit code 1"
 HOST = CLOSED.split(":")[0]
-# Minimal examples of the inputs that escape main(): (id, exception, what raises it, arguments).
+# Minimal examples of inputs that once escaped main() with a traceback (hypothesis found them):
+# (id, the exception it was, what raised it, arguments). Now each must be one line and exit 2.
 ESCAPING = [
     (
         "skew-nan",
@@ -555,38 +526,13 @@ ESCAPING = [
 
 @pytest.mark.parametrize(
     "args",
-    [
-        pytest.param(
-            args,
-            id=name,
-            marks=pytest.mark.xfail(
-                strict=True, raises=raises, reason=ESCAPES.format(f"{raises.__name__} from {where}")
-            ),
-        )
-        for name, raises, where, args in ESCAPING
-    ]
-    + [
-        pytest.param(
-            ["--design", "naive", "--race-window-ms", "nan"],
-            id="race-window-nan",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="bug: _non_negative takes nan (and inf): the naive run starts, every "
-                "order ends 'error' (time.sleep(nan)) and the CLI exits 0",
-            ),
-        )
-    ],
+    [pytest.param(args, id=name) for name, _raised, _where, args in ESCAPING]
+    + [pytest.param(["--design", "naive", "--race-window-ms", "nan"], id="race-window-nan")],
 )
 def test_malformed_values_found_by_the_properties_are_one_line_and_exit_code_2(capsys, args):
     _assert_refused(capsys, ["run", "--design", "db_only", *TINY, *args], secret="Pw0SECRET")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=duckdb.IOException,
-    reason=ESCAPES.format("duckdb.IOException from load_runs (a --path that is no DuckDB file)"),
-)
 def test_runs_from_a_file_that_is_not_a_results_file_is_one_line(capsys, tmp_path):
     _assert_refused(capsys, ["runs", "--path", str(tmp_path)])
 
@@ -608,9 +554,8 @@ workloads = st.builds(
 
 def _assert_invariants(lab, design: str, workload: Workload, fault: str) -> None:
     cell = run_cell(lab, design, fault, base=workload)
-    found = (cell.oversold, cell.double_deducted, cell.lost)
-    assert found == (0, 0, 0), cell
-    assert cell.unaccounted == 0, cell
+    found = (cell.oversold, cell.double_deducted, cell.lost, cell.unaccounted)
+    assert found == (0, 0, 0, 0), cell
     if design_class(design).uses_redis:
         assert cell.converged_after is True, cell
     else:

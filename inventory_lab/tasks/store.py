@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from inventory_lab.backends import in_transaction
 from inventory_lab.orders import Order
+from inventory_lab.schema import key_string
 
 
 class Status(enum.IntEnum):
@@ -59,9 +60,9 @@ def _task_table(metadata: sa.MetaData, shard: int) -> sa.Table:
         f"tasks_{shard}",
         metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("code", sa.String(130), nullable=False, unique=True),  # order id:sku
-        sa.Column("order_id", sa.String(64), nullable=False),
-        sa.Column("sku", sa.String(64), nullable=False),
+        sa.Column("code", key_string(130), nullable=False, unique=True),  # order id:sku
+        sa.Column("order_id", key_string(64), nullable=False),
+        sa.Column("sku", key_string(64), nullable=False),
         sa.Column("qty", sa.Integer, nullable=False),
         sa.Column("status", sa.Integer, nullable=False, default=int(Status.NEW)),
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
