@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -29,54 +29,49 @@ class SimulatedCrash(Exception):
 
 
 @contextmanager
-def crash_before_compensation(
-    design: TwoGate, *, times: int | None = None
+def _crash_instead_of(
+    design: TwoGate, method: str, message: Callable[[Order], str], times: int | None
 ) -> Iterator[list[Order]]:
-    """Inside the block, `design` crashes instead of compensating (the first `times` times).
-
-    Yields the list of orders whose compensation was lost, filled in as the run goes.
-    """
+    """Inside the block, `design.<method>(order)` raises SimulatedCrash (the first `times`
+    times); yields the list of orders it crashed on, filled in as the run goes."""
     crashed: list[Order] = []
     lock = threading.Lock()
-    compensate = design.compensate
+    original = getattr(design, method)
 
-    def crash(order: Order) -> None:
+    def crash(order: Order):  # type: ignore[no-untyped-def]
         with lock:
             if times is not None and len(crashed) >= times:
-                return compensate(order)
+                return original(order)
             crashed.append(order)
-        raise SimulatedCrash(f"app died before giving back {order.qty} x {order.sku}")
+        raise SimulatedCrash(message(order))
 
-    design.compensate = crash  # type: ignore[method-assign]
+    setattr(design, method, crash)
     try:
         yield crashed
     finally:
-        del design.compensate
+        delattr(design, method)
 
 
-@contextmanager
-def crash_between_gates(design: TwoGate, *, times: int | None = None) -> Iterator[list[Order]]:
+def crash_before_compensation(
+    design: TwoGate, *, times: int | None = None
+) -> AbstractContextManager[list[Order]]:
+    """Inside the block, `design` crashes instead of giving stock back (the first `times` times)."""
+    return _crash_instead_of(
+        design, "compensate", lambda o: f"app died before giving back {o.qty} x {o.sku}", times
+    )
+
+
+def crash_between_gates(
+    design: TwoGate, *, times: int | None = None
+) -> AbstractContextManager[list[Order]]:
     """Inside the block, the app dies after gate 1 passed and before gate 2 (or the task insert).
 
     Redis keeps the decrement and the anti-repeat code; nothing reaches the database. A client
     retry then meets the code and is told "duplicate" although nothing was persisted.
     """
-    crashed: list[Order] = []
-    lock = threading.Lock()
-    gate_two = design.gate_two
-
-    def crash(order: Order):  # type: ignore[no-untyped-def]
-        with lock:
-            if times is not None and len(crashed) >= times:
-                return gate_two(order)
-            crashed.append(order)
-        raise SimulatedCrash(f"app died between the gates for {order.anti_repeat_code}")
-
-    design.gate_two = crash  # type: ignore[method-assign]
-    try:
-        yield crashed
-    finally:
-        del design.gate_two
+    return _crash_instead_of(
+        design, "gate_two", lambda o: f"app died between the gates for {o.anti_repeat_code}", times
+    )
 
 
 class SimulatedOutage(Exception):
