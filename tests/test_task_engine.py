@@ -213,3 +213,38 @@ def test_task_engine_accepts_before_persisting(lab):
         assert design.stock("sku-1") == 3
     finally:
         design.close()
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_a_rewarm_that_forgets_pending_tasks_oversells_unless_the_db_guards(lab, guard):
+    design = design_class("task_engine")(
+        lab,
+        start_workers=False,
+        rewarm_minus_pending=False,
+        db_guard=guard,
+        max_attempts=2,
+        backoff_s=0.0,
+    )
+    design.setup({"sku-1": 2})
+    try:
+        first = [design.deduct(Order(f"a-{i}", "sku-1", 1)).outcome for i in range(2)]
+        lab.clear_redis()  # Redis lost its data; re-warmed from the DB alone: 2 again
+        design.rewarm()
+        second = [design.deduct(Order(f"b-{i}", "sku-1", 1)).outcome for i in range(2)]
+        assert first + second == [Outcome.ACCEPTED] * 4
+        design.drain()
+    finally:
+        design.close()
+    records = run_workload(design, [], concurrency=1)
+    for i, prefix in enumerate(["a-0", "a-1", "b-0", "b-1"]):
+        records.loc[i] = [prefix, "sku-1", 1, 0, 0, 0.0, 0.0, 0.0, "accepted", ""]
+    report = check_lab(lab, {"sku-1": 2}, records, redis_view=False)
+    if guard:
+        assert report.oversold == 2 and report.lost == 2  # promised twice over; the DB held
+        with lab.engine.connect() as conn:
+            assert schema.read_stock(conn) == {"sku-1": 0}
+        assert design.store.counts()[Status.DEAD] == 2
+    else:
+        assert report.oversold == 2 and report.lost == 0
+        with lab.engine.connect() as conn:
+            assert schema.read_stock(conn) == {"sku-1": -2}

@@ -229,3 +229,21 @@ def test_lost_replies_never_deduct_twice_while_the_code_lives(redis_lab, name):
     report = check_lab(redis_lab, workload.initial_stock(), records, redis_view=True)
     assert report.double_deducted == 0
     assert report.ok
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_the_db_guard_turns_a_wrong_redis_into_a_refusal(redis_lab, guard):
+    """Redis shows stock the DB does not have (it lost writes): gate 2 as written persists an
+    oversell; with the guard it refuses, gives Redis back and frees the code."""
+    design = design_class("two_gate_lua")(redis_lab, db_guard=guard)
+    design.setup({"sku-1": 1})
+    redis_lab.redis.hset(keys.stock_key(redis_lab.namespace, "sku-1"), keys.STOCK_FIELD, 3)
+    outcomes = [design.deduct(Order(f"o-{i}", "sku-1", 1)).outcome for i in range(3)]
+    records = _records(*((Order(f"o-{i}", "sku-1", 1), o.value) for i, o in enumerate(outcomes)))
+    report = check_lab(redis_lab, {"sku-1": 1}, records, redis_view=False)
+    if guard:
+        assert outcomes == [Outcome.ACCEPTED, Outcome.SOLD_OUT, Outcome.SOLD_OUT]
+        assert report.oversold == 0 and design.stock("sku-1") == 2  # Redis given back
+    else:
+        assert outcomes == [Outcome.ACCEPTED] * 3
+        assert report.oversold == 2

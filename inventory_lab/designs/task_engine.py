@@ -40,9 +40,10 @@ class TaskEngineDesign(TwoGateLua):
         start_workers: bool = True,
         drain_timeout_s: float = 120.0,
         rewarm_minus_pending: bool = True,
+        db_guard: bool = False,
         **engine_options: Any,
     ) -> None:
-        super().__init__(lab, ttl_ms=ttl_ms)
+        super().__init__(lab, ttl_ms=ttl_ms, db_guard=db_guard)
         self.store = TaskStore(lab.engine, shards)
         self.engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
         self.start_workers = start_workers

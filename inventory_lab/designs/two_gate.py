@@ -19,10 +19,13 @@ The variants differ only in how gate 1 talks to Redis (`gate1=`):
 
 As written, a duplicate caught only by gate 2 (the Redis code expired, the DB row did not) keeps
 the Redis decrement: Redis and the DB then disagree until reconciled. `give_back_duplicates=True`
-is the fix: return the stock there too. `gap_s` widens, with a sleep, the window between a
-decrement-then-check variant's decrement and its compensation, in which other buyers see stock
-that is not really gone (false sold-outs), and for `watch` the window between its reads and EXEC
-(more retries); fakeredis's single lock makes both windows tiny.
+is the fix: return the stock there too. Gate 2 trusts Redis; `db_guard=True` adds the last line
+PITFALLS asks for — `UPDATE … WHERE num - q >= 0` — so a Redis that lost writes turns an oversell
+into a refusal (here: sold out; in the task engine: a failed, finally dead task). `gap_s`
+widens, with a sleep, the window between a decrement-then-check variant's decrement and its
+compensation, in which other buyers see stock that is not really gone (false sold-outs), and for
+`watch` the window between its reads and EXEC (more retries); fakeredis's single lock makes both
+windows tiny.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ GATE1_VARIANTS = ("commands", "pipeline", "multi", "watch")
 DEFAULT_TTL_MS = 10_000  # the article's `EX 10`
 
 
+class GuardRefused(Exception):
+    """Gate 2's conditional update matched no row: Redis let through stock the DB does not have."""
+
+
 class TwoGate(BaseDesign):
     """Gate 1 in Redis, gate 2 in the DB. Subclasses pick the gate-1 variant."""
 
@@ -63,6 +70,7 @@ class TwoGate(BaseDesign):
         ttl_ms: int = DEFAULT_TTL_MS,
         give_back_duplicates: bool = False,
         gap_s: float = 0.0,
+        db_guard: bool = False,
     ) -> None:
         super().__init__(lab)
         if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
@@ -72,6 +80,7 @@ class TwoGate(BaseDesign):
         self.ttl_ms = ttl_ms
         self.gap_s = gap_s
         self.give_back_duplicates = give_back_duplicates
+        self.db_guard = db_guard
         self._counter_lock = threading.Lock()
         self.watch_retries = 0
         self.given_back = 0
@@ -166,6 +175,10 @@ class TwoGate(BaseDesign):
             if self.give_back_duplicates:
                 self.compensate(order)
             return Result(Outcome.DUPLICATE, "gate 2: anti-repeat row exists")
+        except GuardRefused:
+            self.compensate(order)
+            self.lab.redis.delete(self.keys_for(order)[0])
+            return Result(Outcome.SOLD_OUT, "gate 2: the DB guard refused what Redis let through")
         except Exception:
             self.compensate(order)
             self.lab.redis.delete(self.keys_for(order)[0])
@@ -174,11 +187,12 @@ class TwoGate(BaseDesign):
 
     def _persist(self, conn: Connection, order: Order) -> None:
         conn.execute(schema.anti_repeat.insert().values(code=order.anti_repeat_code))
-        conn.execute(
-            sa.update(schema.stock)
-            .where(schema.stock.c.sku == order.sku)
-            .values(num=schema.stock.c.num - order.qty)
-        )
+        left = schema.stock.c.num - order.qty
+        update = sa.update(schema.stock).where(schema.stock.c.sku == order.sku).values(num=left)
+        if self.db_guard:  # the last line: never below zero, whatever Redis believed
+            update = update.where(left >= 0)
+        if conn.execute(update).rowcount == 0 and self.db_guard:
+            raise GuardRefused(order.anti_repeat_code)
         schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
 
     def compensate(self, order: Order) -> None:

@@ -30,9 +30,16 @@ class TwoGateLua(TwoGate):
     round_trips: ClassVar[int] = 1
 
     def __init__(
-        self, lab: Lab, *, ttl_ms: int = DEFAULT_TTL_MS, give_back_duplicates: bool = True
+        self,
+        lab: Lab,
+        *,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        give_back_duplicates: bool = True,
+        db_guard: bool = False,
     ) -> None:
-        super().__init__(lab, ttl_ms=ttl_ms, give_back_duplicates=give_back_duplicates)
+        super().__init__(
+            lab, ttl_ms=ttl_ms, give_back_duplicates=give_back_duplicates, db_guard=db_guard
+        )
         self.script = lab.redis.register_script(lua_source("gate1"))
 
     def gate_one(self, order: Order) -> Result | None:
