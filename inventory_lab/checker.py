@@ -116,21 +116,12 @@ def check(
     per_line = ledger.groupby(["order_id", "sku"]).size() if len(ledger) else pd.Series(dtype=int)
     double = int((per_line > 1).sum())
     persisted = set(per_line.index) if len(per_line) else set()
-    lost = sum(
-        1
-        for line in zip(accepted_lines["order_id"], accepted_lines["sku"], strict=True)
-        if line not in persisted
-    )
+    told_accepted = set(zip(accepted_lines["order_id"], accepted_lines["sku"], strict=True))
+    lost = len(told_accepted - persisted)
 
     told_done = records[records["outcome"] == Outcome.DUPLICATE.value]
-    accepted_set = set(zip(accepted_lines["order_id"], accepted_lines["sku"], strict=True))
-    false_duplicates = len(
-        {
-            line
-            for line in zip(told_done["order_id"], told_done["sku"], strict=True)
-            if line not in persisted and line not in accepted_set
-        }
-    )
+    told_done_lines = set(zip(told_done["order_id"], told_done["sku"], strict=True))
+    false_duplicates = len(told_done_lines - persisted - told_accepted)
     sold_out = records[records["outcome"] == Outcome.SOLD_OUT.value]
     final_of = {row["sku"]: row["db_final"] for row in rows}
     false_sold_out = sum(

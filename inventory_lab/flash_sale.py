@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import random
 import threading
 import time
 import uuid
@@ -207,8 +208,6 @@ def flash_sale(
     seed: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A burst on one hot SKU plus background traffic; `spec=None` means no limiter at all."""
-    import random
-
     rng = random.Random(seed)
     hot = "sku-hot"
     background = [f"sku-bg-{i:03d}" for i in range(background_skus)]

@@ -176,10 +176,10 @@ class Throttled:
         self.design.check(order)
 
     def deduct(self, order: Order) -> Result:
-        self.design.check(order)  # bad input is rejected, never throttled
         if self.is_hot(order.sku) and not self.limiter.try_acquire(order.sku):
+            self.design.check(order)  # bad input is rejected, never throttled
             return Result(Outcome.THROTTLED, "hot SKU over its limit")
-        return self.design.deduct(order)
+        return self.design.deduct(order)  # the design checks the order itself
 
     def setup(self, initial: Mapping[str, int]) -> None:
         self.design.setup(initial)

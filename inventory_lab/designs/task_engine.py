@@ -10,7 +10,7 @@ every task is applied. If the task insert fails, gate 1 is undone (stock given b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -28,7 +28,6 @@ from inventory_lab.tasks import TaskEngine, TaskStore
 class TaskEngineDesign(TwoGateLua):
     name = "task_engine"
     summary = "Lua gate 1, then a task row in a shard; workers persist to the DB asynchronously"
-    uses_tasks: ClassVar[bool] = True
 
     def __init__(
         self,

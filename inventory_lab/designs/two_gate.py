@@ -47,7 +47,6 @@ from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.redis_stock import give_back, read_redis_stock, warm_up
 
-GATE1_VARIANTS = ("commands", "pipeline", "multi", "watch")
 DEFAULT_TTL_MS = 10_000  # the article's `EX 10`
 
 

@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -283,10 +284,8 @@ class TaskStore:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def frame(self):  # -> pd.DataFrame
+    def frame(self) -> pd.DataFrame:
         """Every task of every shard, with its shard number (for reports and plots)."""
-        import pandas as pd
-
         frames = []
         for shard, table in enumerate(self.tables):
             with self.engine_of(shard).connect() as conn:
