@@ -117,3 +117,27 @@ def test_a_duplicate_answer_with_nothing_behind_it_is_a_false_duplicate():
     )
     assert report.false_duplicates == 1
     assert report.lost == 0  # o2 was never promised as accepted
+
+
+def test_a_deduction_the_ledger_does_not_record_is_a_double_deduction():
+    # one order line, one ledger row, and yet the stock moved twice
+    report = check({"a": 5}, {"a": 3}, _ledger(("o1", "a", 1)), _records(("o1", "a", 1, "accepted")))
+    assert report.double_deducted == 1
+    assert report.unaccounted == 1
+    assert not report.ok
+
+
+def test_unknown_outcomes_are_resolved_from_the_state():
+    report = check(
+        {"a": 5},
+        {"a": 3},
+        _ledger(("o1", "a", 1), ("o2", "a", 1)),
+        _records(
+            ("o1", "a", 1, "unknown"),  # the commit's acknowledgement was lost: persisted
+            ("o2", "a", 1, "accepted"),
+            ("o3", "a", 1, "unknown"),  # the connection died before the commit: not persisted
+        ),
+    )
+    assert report.ok
+    assert (report.unknown_persisted, report.unknown_not_persisted) == (1, 1)
+    assert report.lost == 0

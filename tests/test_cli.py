@@ -164,3 +164,14 @@ def _exit_code(args):
         return main(args)
     except SystemExit as exc:
         return exc.code
+
+
+def test_run_can_fail_a_script_when_an_invariant_is_violated(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    common = ["run", "--db", db, "--orders", "40", "--skus", "1", "--stock", "10", "--json"]
+    naive = [*common, "--design", "naive", "--concurrency", "8", "--lockstep", "8"]
+    assert main(naive) == 0  # reporting alone: a violation is a finding, not a failure
+    assert json.loads(capsys.readouterr().out)["oversold"] == 30
+    assert main([*naive, "--fail-on-violation"]) == 1
+    assert json.loads(capsys.readouterr().out)["oversold"] == 30
+    assert main([*common, "--design", "db_only", "--fail-on-violation"]) == 0

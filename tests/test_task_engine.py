@@ -39,13 +39,6 @@ def _store(lab, shards=3, n=30):
     return store
 
 
-def test_orders_spread_over_shards_and_one_order_stays_in_one(lab):
-    store = _store(lab, shards=3, n=60)
-    per_shard = store.frame().groupby("shard").size()
-    assert len(per_shard) == 3 and per_shard.min() > 5
-    assert store.shard_of("o-7") == store.shard_of("o-7")
-
-
 def test_the_same_order_line_cannot_be_recorded_twice(lab):
     store = _store(lab, n=1)
     with pytest.raises(IntegrityError):
@@ -248,3 +241,128 @@ def test_a_rewarm_that_forgets_pending_tasks_oversells_unless_the_db_guards(lab,
         assert report.oversold == 2 and report.lost == 0
         with lab.engine.connect() as conn:
             assert schema.read_stock(conn) == {"sku-1": -2}
+
+
+# --- regressions: each failed on the code before its fix ----------------------------------------
+
+
+def test_a_malformed_task_goes_dead_with_its_error_instead_of_stalling_its_shard(lab):
+    store = _store(lab, shards=1, n=2)
+    with lab.engine.begin() as conn:
+        conn.execute(
+            store.tables[0]
+            .insert()
+            .values(
+                code="bad id:sku-1",
+                order_id="bad id",  # a space: Order refuses it
+                sku="sku-1",
+                qty=1,
+                status=int(Status.NEW),
+                attempts=0,
+                created_time=0.0,
+                modify_time=0.0,
+            )
+        )
+    ledger = _Ledger()
+    engine = TaskEngine(store, ledger, max_attempts=3, backoff_s=0.0)
+    for _ in range(5):
+        engine.work_once()
+        engine.maintain_once()
+    frame = store.frame().set_index("order_id")
+    assert frame.loc["bad id", "status"] == Status.DEAD
+    assert "order id" in frame.loc["bad id", "last_error"]
+    assert (frame.drop(index="bad id")["status"] == Status.DONE).all()
+    assert sorted(ledger.applied) == ["o-0:sku-1", "o-1:sku-1"]
+
+
+def test_recovery_frees_only_its_own_nodes_tasks_matched_exactly(lab):
+    store = _store(lab, shards=1, n=5)
+    owners = ["appX1:b:w0", "APP_1:b:w0", "app_10:b:w0", "app%1:b:w0", "app_1:old:w0"]
+    for task_id, owner in zip(store.new_ids(0, 5), owners, strict=True):
+        assert store.claim(0, task_id, owner) is not None
+    assert TaskEngine(store, _Ledger(), node="app_1", lease_s=3600).recover() == 1
+    locked = store.frame().query("status == @Status.LOCKED")["lock_owner"]
+    assert sorted(locked) == sorted(owners[:4])
+
+
+def test_leases_are_timed_by_the_databases_clock_not_the_workers(lab, monkeypatch):
+    store = _store(lab, shards=1, n=1)
+    assert store.claim(0, store.new_ids(0, 1)[0], "app-1:b:w0") is not None
+    ahead = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: ahead)  # this worker's clock runs an hour fast
+    assert store.unlock_expired(60.0) == 0  # by the database's clock the lease is fresh
+    monkeypatch.undo()
+    assert store.counts()[Status.LOCKED] == 1
+
+
+def test_stop_waits_for_a_busy_executor_and_start_refuses_while_it_lives(lab):
+    store = _store(lab, shards=1, n=1)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(order):
+        entered.set()
+        release.wait(60)
+        return True
+
+    engine = TaskEngine(store, slow, workers=1)
+    engine.start()
+    try:
+        assert entered.wait(60)
+        with pytest.raises(TimeoutError):
+            engine.stop(timeout_s=0.05)
+        assert engine.running
+        with pytest.raises(RuntimeError, match="still running"):
+            engine.start()
+    finally:
+        release.set()
+    engine.stop()
+    assert not engine.running
+    assert store.counts()[Status.DONE] == 1
+    engine.start().stop()  # a stopped engine starts again
+
+
+def test_a_task_applied_after_its_lease_was_lost_is_not_pending(lab):
+    design = design_class("task_engine")(lab, start_workers=False)
+    design.setup({"sku-1": 5})
+    try:
+        order = Order("o-1", "sku-1", 1)
+        assert design.deduct(order).outcome is Outcome.ACCEPTED
+        store = design.store
+        shard = store.shard_of(order.order_id)
+        task = store.claim(shard, store.new_ids(shard, 1)[0], "n-1:b:w0")
+        assert store.unlock_expired(0.0) == 1  # the lease ran out while the worker applied
+        assert design.apply(order) is True
+        assert store.complete(task, "n-1:b:w0") is False  # its completion CAS fails: still NEW
+        assert design.pending() == {}  # applied is applied, whatever the task row says
+        assert reconcile(lab, pending=design.pending())["drift"].tolist() == [0]
+        records = run_workload(design, [], concurrency=1)
+        records.loc[0] = ["o-1", "sku-1", 1, 0, 0, 0.0, 0.0, 0.0, "accepted", ""]
+        assert check_lab(lab, {"sku-1": 5}, records, redis_view=True).converged
+    finally:
+        design.close()
+
+
+def test_orders_spread_over_shards_and_one_order_stays_in_one(lab):
+    store = TaskStore(lab.engine, 3)
+    store.reset()
+    for i in range(30):
+        for sku in ("sku-1", "sku-2"):  # two lines of one order: one shard
+            store.add(Order(f"o-{i}", sku, 1))
+    frame = store.frame()
+    assert (frame["shard"] == frame["order_id"].map(store.shard_of)).all()
+    assert frame.groupby("order_id")["shard"].nunique().eq(1).all()
+    assert frame["shard"].nunique() == 3
+
+
+def test_the_checker_finds_pending_tasks_itself(lab):
+    design = design_class("task_engine")(lab, start_workers=False)
+    design.setup({"sku-1": 5})
+    try:
+        assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.ACCEPTED
+        records = run_workload(design, [], concurrency=1)
+        records.loc[0] = ["o-1", "sku-1", 2, 0, 0, 0.0, 0.0, 0.0, "accepted", ""]
+        report = check_lab(lab, {"sku-1": 5}, records, redis_view=True)  # no pending= given
+        assert report.converged, report.drift  # Redis 3 = DB 5 - the pending task's 2
+        assert report.pending == {"sku-1": 2}
+    finally:
+        design.close()
