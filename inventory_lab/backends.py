@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from inventory_lab.errors import BackendError
 
@@ -102,7 +104,7 @@ def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redi
         )
         client.ping()
     except (ValueError, TypeError, redis.RedisError) as exc:
-        raise BackendError(f"Redis at {mask_url(url)} does not answer: {_first_line(exc)}") from exc
+        raise BackendError(f"Redis at {mask_url(url)} does not answer: {first_line(exc)}") from exc
     return client
 
 
@@ -165,7 +167,7 @@ def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
     except (DBAPIError, ArgumentError, OSError, TypeError, ValueError) as exc:
         # TypeError / ValueError: a query parameter the driver does not know, a NUL in a path
         raise BackendError(
-            f"database at {mask_url(url)} does not answer: {_first_line(exc)}"
+            f"database at {mask_url(url)} does not answer: {first_line(exc)}"
         ) from exc
     return engine
 
@@ -192,6 +194,33 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         cursor.close()
 
     return engine
+
+
+class db_now(FunctionElement):
+    """The database server's clock in epoch seconds (a float), in SQL.
+
+    Leases and backoffs compare times written by many workers: taking them all from the one
+    database clock means a worker whose own clock runs fast or slow cannot steal or keep a task.
+    """
+
+    type = sa.Double()
+    inherit_cache = True
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(_element: db_now, _compiler: object, **_kw: object) -> str:
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+@compiles(db_now, "mysql")
+@compiles(db_now, "mariadb")
+def _db_now_mysql(_element: db_now, _compiler: object, **_kw: object) -> str:
+    return "CAST(UNIX_TIMESTAMP(SYSDATE(6)) AS DOUBLE)"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(_element: db_now, _compiler: object, **_kw: object) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
 def is_retryable(exc: DBAPIError) -> bool:
@@ -223,7 +252,8 @@ def in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts:
     raise AssertionError("unreachable")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The exception's first line of text (its type name if it has none), printable."""
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)

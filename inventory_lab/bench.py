@@ -33,7 +33,7 @@ def raw_evalsha_rate(lab: Lab, *, concurrency: int, calls: int = 2000) -> float:
     """Gate-1 script calls per second by `concurrency` threads, nothing else: the reference."""
     script = lab.redis.register_script(lua_source("gate1"))
     stock_key = keys.stock_key(lab.namespace, RAW_SKU)
-    lab.redis.hset(stock_key, keys.STOCK_FIELD, 10**12)
+    lab.redis.hset(stock_key, mapping={keys.STOCK_FIELD: 10**12, keys.EPOCH_FIELD: 1})
     script(keys=[keys.anti_repeat_key(lab.namespace, "warm", RAW_SKU), stock_key], args=[1, 1000])
     counter = itertools.count()
     go = threading.Event()

@@ -6,12 +6,19 @@ saw, and compares them with the initial stock:
 
 - oversold: per SKU, units sold beyond the initial stock — sold being the larger of what the
   ledger shows deducted and what clients were told was accepted — plus any negative stock;
-- double_deducted: order lines (order id + SKU) with more than one ledger row;
-- lost: order lines a client was told were accepted that left no ledger row;
+- double_deducted: order lines (order id + SKU) with more than one ledger row, plus the units by
+  which the stock fell further than the ledger explains (a deduction applied again without a
+  ledger row of its own: the ledger cannot name that line, so it counts one per unit);
+- lost: order lines a client was told were accepted that left no ledger row and have no task
+  still waiting to be applied;
 - unaccounted: units by which the DB stock differs from initial minus the ledger (a lost update,
   or a deduction nobody recorded);
-- converged: Redis stock equals DB stock (minus pending tasks) for every SKU (None when the design
-  keeps no Redis view);
+- converged: Redis stock equals DB stock minus pending tasks for every SKU (None when the design
+  keeps no Redis view). Pending tasks are read from the task tables themselves (a task not yet
+  applied: no anti-repeat row), never taken from a design's own bookkeeping;
+- unknown_persisted / unknown_not_persisted: order lines whose client heard only `unknown` (an
+  error after the write was sent), resolved from the state: a ledger row or a pending task means
+  it happened;
 - false_duplicates: order lines answered "duplicate" (= already done) that no ledger row backs
   and no client was told were accepted: SET NX stores no outcome, so a retry racing an order
   that then fails or sells out, or one after a crash between the gates, hears a lie;
@@ -34,6 +41,7 @@ from inventory_lab import schema
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
 from inventory_lab.redis_stock import read_redis_stock
+from inventory_lab.tasks.store import unapplied_tasks, units_by_sku
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,10 @@ class CheckReport:
     converged: bool | None
     false_sold_out: int = 0
     false_duplicates: int = 0
+    unknown_persisted: int = 0
+    unknown_not_persisted: int = 0
     drift: dict[str, int] = field(default_factory=dict)  # sku -> redis minus DB, nonzero only
+    pending: dict[str, int] = field(default_factory=dict)  # sku -> units of unapplied tasks
     per_sku: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
@@ -68,6 +79,8 @@ class CheckReport:
             "drift": dict(self.drift),
             "false_sold_out": self.false_sold_out,
             "false_duplicates": self.false_duplicates,
+            "unknown_persisted": self.unknown_persisted,
+            "unknown_not_persisted": self.unknown_not_persisted,
         }
 
 
@@ -77,14 +90,17 @@ def check(
     ledger: pd.DataFrame,
     records: pd.DataFrame,
     redis_stock: Mapping[str, int | None] | None = None,
-    pending: Mapping[str, int] | None = None,
+    pending_tasks: pd.DataFrame | None = None,
 ) -> CheckReport:
     """Compare the final state with the initial stock and what clients were told.
 
-    `pending`: units accepted but not yet persisted per SKU (tasks); Redis should show the DB
-    stock minus those.
+    `pending_tasks`: (order_id, sku, qty) of every task accepted but not yet applied; Redis should
+    show the DB stock minus those, and their lines are not lost (yet).
     """
-    pending = pending or {}
+    if pending_tasks is None:
+        pending_tasks = pd.DataFrame(columns=["order_id", "sku", "qty"])
+    pending = units_by_sku(pending_tasks)
+    waiting = set(zip(pending_tasks["order_id"], pending_tasks["sku"], strict=True))
     skus = sorted(set(initial) | set(db_stock))
     ledger_units = ledger.groupby("sku")["qty"].sum() if len(ledger) else pd.Series(dtype=int)
     accepted = records[records["outcome"] == Outcome.ACCEPTED.value]
@@ -108,20 +124,24 @@ def check(
                 "accepted_units": told,
                 "oversold": max(sold - start, -final, 0),
                 "unaccounted": abs(start - deducted - final),
+                "unrecorded": max(start - deducted - final, 0),
                 "redis_final": redis_view,
             }
         )
     per_sku = pd.DataFrame(rows)
 
     per_line = ledger.groupby(["order_id", "sku"]).size() if len(ledger) else pd.Series(dtype=int)
-    double = int((per_line > 1).sum())
+    double = int((per_line > 1).sum()) + sum(row["unrecorded"] for row in rows)
     persisted = set(per_line.index) if len(per_line) else set()
     told_accepted = set(zip(accepted_lines["order_id"], accepted_lines["sku"], strict=True))
-    lost = len(told_accepted - persisted)
+    lost = len(told_accepted - persisted - waiting)
+    unknown = records[records["outcome"] == Outcome.UNKNOWN.value]
+    unknown_lines = set(zip(unknown["order_id"], unknown["sku"], strict=True)) - told_accepted
+    unknown_persisted = len(unknown_lines & (persisted | waiting))
 
     told_done = records[records["outcome"] == Outcome.DUPLICATE.value]
     told_done_lines = set(zip(told_done["order_id"], told_done["sku"], strict=True))
-    false_duplicates = len(told_done_lines - persisted - told_accepted)
+    false_duplicates = len(told_done_lines - persisted - waiting - told_accepted)
     sold_out = records[records["outcome"] == Outcome.SOLD_OUT.value]
     final_of = {row["sku"]: row["db_final"] for row in rows}
     false_sold_out = sum(
@@ -150,6 +170,9 @@ def check(
         drift=drift,
         false_sold_out=false_sold_out,
         false_duplicates=false_duplicates,
+        unknown_persisted=unknown_persisted,
+        unknown_not_persisted=len(unknown_lines) - unknown_persisted,
+        pending=pending,
         per_sku=per_sku,
     )
 
@@ -162,15 +185,16 @@ def read_ledger(lab: Lab) -> pd.DataFrame:
 
 
 def check_lab(
-    lab: Lab,
-    initial: Mapping[str, int],
-    records: pd.DataFrame,
-    *,
-    redis_view: bool,
-    pending: Mapping[str, int] | None = None,
+    lab: Lab, initial: Mapping[str, int], records: pd.DataFrame, *, redis_view: bool
 ) -> CheckReport:
-    """Read the lab's final state and check it. `redis_view`: compare Redis stock too."""
+    """Read the lab's final state and check it. `redis_view`: compare Redis stock too.
+
+    Run it when the design is quiescent (after `drain()`): pending tasks are read from the task
+    tables, Redis after the database.
+    """
+    tables = schema.task_tables(lab.engine)
     with lab.engine.connect() as conn:
         db_stock = schema.read_stock(conn)
+        pending_tasks = unapplied_tasks(conn, tables)
     redis_stock = read_redis_stock(lab, sorted(initial)) if redis_view else None
-    return check(initial, db_stock, read_ledger(lab), records, redis_stock, pending)
+    return check(initial, db_stock, read_ledger(lab), records, redis_stock, pending_tasks)

@@ -1,7 +1,8 @@
 """`inventory-lab`: list the designs, run one experiment, show stored runs. Thin over the package.
 
 Every expected failure (bad arguments, a bad URL, a server that does not answer) is one line on
-stderr and exit code 2; a traceback means a bug.
+stderr and exit code 2; a traceback means a bug. `run --fail-on-violation` and `review` exit 1 when
+the checker's findings are not what they should be.
 """
 
 from __future__ import annotations
@@ -109,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="naive only: sleep between read and write, to widen the race",
     )
+    run.add_argument(
+        "--lockstep",
+        type=_int_in(2, 256),
+        default=None,
+        help="naive only: clients read and write in rounds of N (forces the race)",
+    )
+    run.add_argument(
+        "--fail-on-violation",
+        action="store_true",
+        help="exit 1 when the checker finds an invariant violated (for scripts)",
+    )
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument(
         "--save",
@@ -176,11 +188,14 @@ def _designs() -> int:
 
 def _run(args: argparse.Namespace) -> int:
     design_class(args.design)  # unknown names fail before any connection is made
-    options = {}
+    options: dict[str, object] = {}
+    naive_only = args.race_window_ms is not None or args.lockstep is not None
+    if naive_only and args.design != "naive":
+        raise LabError("--race-window-ms and --lockstep apply to the naive design only")
     if args.race_window_ms is not None:
-        if args.design != "naive":
-            raise LabError("--race-window-ms applies to the naive design only")
         options["race_window_s"] = args.race_window_ms / 1000.0
+    if args.lockstep is not None:
+        options["lockstep"] = args.lockstep
     workload = Workload(
         orders=args.orders,
         skus=args.skus,
@@ -206,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()))
     else:
         _print_report(report, experiment.check.ok)
-    return 0
+    return 1 if args.fail_on_violation and not experiment.check.ok else 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -314,6 +329,11 @@ def _print_report(report: RunReport, ok: bool) -> None:
         ("sold out", str(report.sold_out)),
         ("duplicates", str(report.duplicates)),
         ("rejected / errors", f"{report.rejected} / {report.errors}"),
+        (
+            "unknown outcomes",
+            f"{report.unknown} ({report.unknown_persisted} lines persisted, "
+            f"{report.unknown_not_persisted} not)",
+        ),
         ("oversold units", str(report.oversold)),
         ("double deducted", str(report.double_deducted)),
         ("lost", str(report.lost)),

@@ -46,6 +46,7 @@ class RunReport:
     rejected: int
     throttled: int
     errors: int
+    unknown: int  # answers the client never got: resolved by the checker below
     oversold: int
     double_deducted: int
     lost: int
@@ -53,6 +54,8 @@ class RunReport:
     converged: bool | None
     false_sold_out: int
     false_duplicates: int
+    unknown_persisted: int
+    unknown_not_persisted: int
     elapsed_s: float
     throughput: float  # attempts answered per second
     latency_ms: dict[str, float]
@@ -97,9 +100,7 @@ def run_experiment(
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         records = run_workload(instance, attempts, concurrency=concurrency, progress=progress)
         instance.drain()
-        findings = check_lab(
-            lab, initial, records, redis_view=cls.uses_redis, pending=instance.pending()
-        )
+        findings = check_lab(lab, initial, records, redis_view=cls.uses_redis)
     finally:
         instance.close()
     report = _report(lab, design, workload, concurrency, options, started_at, records, findings)
@@ -134,6 +135,7 @@ def _report(
         rejected=int(counts.get(Outcome.REJECTED.value, 0)),
         throttled=int(counts.get(Outcome.THROTTLED.value, 0)),
         errors=int(counts.get(Outcome.ERROR.value, 0)),
+        unknown=int(counts.get(Outcome.UNKNOWN.value, 0)),
         oversold=findings.oversold,
         double_deducted=findings.double_deducted,
         lost=findings.lost,
@@ -141,6 +143,8 @@ def _report(
         converged=findings.converged,
         false_sold_out=findings.false_sold_out,
         false_duplicates=findings.false_duplicates,
+        unknown_persisted=findings.unknown_persisted,
+        unknown_not_persisted=findings.unknown_not_persisted,
         elapsed_s=round(elapsed, 4),
         throughput=round(len(records) / elapsed, 1) if elapsed > 0 else 0.0,
         latency_ms={

@@ -1,22 +1,43 @@
 """Faults the lab injects into a running design, so that a failure mode happens in the run itself.
 
+Each is a context manager that installs its hook for the block; most are *switchable*: they
+strike only while `active` is set, so that the nemesis (nemesis.py) can switch them on and off at
+random moments while orders are in flight, without installing hooks on busy clients.
+
+In the application:
 - `crash_before_compensation`: the app "dies" (raises `SimulatedCrash`) at the moment a two-gate
-  design would give back stock gate 1 took for an order that does not go through — the crash
-  between pipeline replies and their compensation. Redis keeps the decrement (for a sold-out
-  order, the negative value). Variants that decide before they decrement (WATCH, Lua) never
-  reach that point.
+  design would give back stock gate 1 took for an order that does not go through. Variants that
+  decide before they decrement (WATCH, Lua) never reach that point.
 - `crash_between_gates`: the app dies after gate 1 and before gate 2 / the task insert.
-- `db_outage`: for a while every statement to the database fails (the server refuses).
-- A task worker that dies holding a claimed task is `TaskEngine.kill_after_claim`.
+- `hold_between_gates`: a callable runs after gate 1 and before gate 2 (to park an order there
+  while something else happens: the deterministic form of "a re-warm while orders sit between
+  the gates").
+- `expire_before_retry`: a resend finds its Redis anti-repeat code expired.
+- A task worker that dies holding a claimed task is `TaskEngine.kill_after_claim`; one that
+  stalls past its lease is `TaskEngine.pause_after_claim_s`.
+
+In the database (hooks on the SQLAlchemy engine, so they work on every backend):
+- `DbOutage` / `db_outage`: every statement, and every COMMIT, fails without reaching the server;
+  a transaction that had already sent statements dies in the middle.
+- `LostCommitAck` / `lost_commit_ack`: the COMMIT reaches the server and commits, and then the
+  client gets an error (the connection dropped before the reply): the one fault that turns a
+  success into an error, and why an error after a write was sent is an *unknown* outcome.
+
+In Redis (a hook on the client's connections, the simulated form of `CLIENT KILL`):
+- `RedisConnectionsKilled`: a command's connection is cut either before the command is sent (it
+  never ran) or after (it ran; the reply is lost); the client sees a ConnectionError either way.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
+import redis
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -28,20 +49,31 @@ class SimulatedCrash(Exception):
     """The application process died here (the lab raises instead of killing the process)."""
 
 
+class SimulatedOutage(Exception):
+    """The database refused the connection (the lab raises instead of stopping the server)."""
+
+
+class SimulatedLostAck(Exception):
+    """The connection dropped after the COMMIT was sent: the transaction committed."""
+
+
+# --- the application ---------------------------------------------------------------------------
+
+
 @contextmanager
 def _crash_instead_of(
     design: TwoGate, method: str, message: Callable[[Order], str], times: int | None
 ) -> Iterator[list[Order]]:
-    """Inside the block, `design.<method>(order)` raises SimulatedCrash (the first `times`
+    """Inside the block, `design.<method>(order, ...)` raises SimulatedCrash (the first `times`
     times); yields the list of orders it crashed on, filled in as the run goes."""
     crashed: list[Order] = []
     lock = threading.Lock()
     original = getattr(design, method)
 
-    def crash(order: Order):  # type: ignore[no-untyped-def]
+    def crash(order: Order, *args: Any) -> Any:
         with lock:
             if times is not None and len(crashed) >= times:
-                return original(order)
+                return original(order, *args)
             crashed.append(order)
         raise SimulatedCrash(message(order))
 
@@ -74,31 +106,26 @@ def crash_between_gates(
     )
 
 
-class SimulatedOutage(Exception):
-    """The database refused the connection (the lab raises instead of stopping the server)."""
-
-
 @contextmanager
-def db_outage(engine: Engine, seconds: float, *, after_s: float = 0.0) -> Iterator[None]:
-    """From `after_s` to `after_s + seconds` after entering the block, every statement any
-    connection of `engine` sends fails, as if the server refused connections."""
-    start = time.monotonic() + after_s
-    end = start + seconds
+def hold_between_gates(design: TwoGate, hold: Callable[[Order], None]) -> Iterator[None]:
+    """Inside the block, `hold(order)` runs after gate 1 passed and before gate 2 starts."""
+    gate_two = design.gate_two
 
-    def refuse(*_args: object) -> None:
-        if start <= time.monotonic() < end:
-            raise SimulatedOutage("connection refused (simulated outage)")
+    def held(order: Order, *args: Any) -> Any:
+        hold(order)
+        return gate_two(order, *args)
 
-    event.listen(engine, "before_cursor_execute", refuse)
+    design.gate_two = held  # type: ignore[method-assign]
     try:
         yield
     finally:
-        event.remove(engine, "before_cursor_execute", refuse)
+        del design.gate_two
 
 
 @contextmanager
-def expire_before_retry(design: TwoGate) -> Iterator[None]:
-    """Every repeat send of an order line finds its Redis anti-repeat code expired.
+def expire_before_retry(design: TwoGate, active: threading.Event | None = None) -> Iterator[None]:
+    """Every repeat send of an order line finds its Redis anti-repeat code expired (only while
+    `active` is set, if given).
 
     Deterministic stand-in for "the retry arrived after the TTL": the code is deleted just before
     the repeat reaches gate 1. The database's anti-repeat row does not expire.
@@ -111,7 +138,7 @@ def expire_before_retry(design: TwoGate) -> Iterator[None]:
         with lock:
             repeat = order.anti_repeat_code in seen
             seen.add(order.anti_repeat_code)
-        if repeat:
+        if repeat and (active is None or active.is_set()):
             design.lab.redis.delete(design.keys_for(order)[0])
         return deduct(order)
 
@@ -120,3 +147,165 @@ def expire_before_retry(design: TwoGate) -> Iterator[None]:
         yield
     finally:
         del design.deduct
+
+
+# --- the database ------------------------------------------------------------------------------
+
+
+class _Switchable:
+    """A fault that strikes only while `active` is set (and then with `probability`)."""
+
+    def __init__(self, probability: float = 1.0, seed: int = 0) -> None:
+        if not 0.0 < probability <= 1.0:
+            raise ValueError("probability must be in (0, 1]")
+        self.active = threading.Event()
+        self.probability = probability
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.struck = 0  # how many times it did
+
+    def strikes(self) -> bool:
+        if not self.active.is_set():
+            return False
+        with self._lock:
+            if self.probability < 1.0 and self._rng.random() >= self.probability:
+                return False
+            self.struck += 1
+            return True
+
+
+class DbOutage(_Switchable):
+    """While active, every statement and every COMMIT of `engine` fails before it is sent."""
+
+    def __init__(self, engine: Engine, probability: float = 1.0, seed: int = 0) -> None:
+        super().__init__(probability, seed)
+        self.engine = engine
+
+    def _refuse(self, *_args: object) -> None:
+        if self.strikes():
+            raise SimulatedOutage("connection refused (simulated outage)")
+
+    def __enter__(self) -> DbOutage:
+        event.listen(self.engine, "before_cursor_execute", self._refuse)
+        event.listen(self.engine, "commit", self._refuse)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "commit", self._refuse)
+        event.remove(self.engine, "before_cursor_execute", self._refuse)
+
+
+class LostCommitAck(_Switchable):
+    """While active, a COMMIT of `engine` commits on the server and the client gets an error."""
+
+    def __init__(self, engine: Engine, probability: float = 1.0, seed: int = 0) -> None:
+        super().__init__(probability, seed)
+        self.engine = engine
+
+    def _commit(self, conn: Any) -> None:
+        if self.strikes():
+            conn.connection.dbapi_connection.commit()  # the server commits...
+            raise SimulatedLostAck("connection lost after COMMIT was sent")  # ...the reply is lost
+
+    def __enter__(self) -> LostCommitAck:
+        event.listen(self.engine, "commit", self._commit)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(self.engine, "commit", self._commit)
+
+
+@contextmanager
+def db_outage(engine: Engine, seconds: float, *, after_s: float = 0.0) -> Iterator[DbOutage]:
+    """From `after_s` to `after_s + seconds` after entering the block, the database refuses
+    every statement and commit (a timer switches the outage on and off)."""
+    with DbOutage(engine) as outage:
+        timers = [
+            threading.Timer(after_s, outage.active.set),
+            threading.Timer(after_s + seconds, outage.active.clear),
+        ]
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
+        try:
+            yield outage
+        finally:
+            for timer in timers:
+                timer.cancel()
+            outage.active.clear()
+
+
+@contextmanager
+def lost_commit_ack(engine: Engine, *, times: int = 1) -> Iterator[LostCommitAck]:
+    """The next `times` COMMITs of `engine` commit and then fail on the client."""
+    with LostCommitAck(engine) as fault:
+        fault.active.set()
+        original = fault.strikes
+
+        def limited() -> bool:
+            if fault.struck >= times:
+                return False
+            return original()
+
+        fault.strikes = limited  # type: ignore[method-assign]
+        yield fault
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+class RedisConnectionsKilled(_Switchable):
+    """While active, a command's connection is cut before or after the command is sent.
+
+    Installed on every connection the client's pool hands out, like `redis_meter`. A cut before
+    sending leaves the command unrun; a cut after lets it run and loses the reply. Either way the
+    client sees `redis.ConnectionError` and the connection is dropped, as after `CLIENT KILL`.
+    """
+
+    def __init__(self, client: redis.Redis, probability: float = 1.0, seed: int = 0) -> None:
+        super().__init__(probability, seed)
+        self.client = client
+        self._patched: list[Any] = []
+
+    def _wrap(self, conn: Any) -> None:
+        send, read = conn.send_packed_command, conn.read_response
+        cut_after = threading.local()
+
+        def sending(*args: Any, **kwargs: Any) -> Any:
+            if self.strikes():
+                with self._lock:
+                    after = self._rng.random() < 0.5
+                if not after:
+                    conn.disconnect()
+                    raise redis.ConnectionError("connection killed before the command was sent")
+                cut_after.pending = True
+            return send(*args, **kwargs)
+
+        def reading(*args: Any, **kwargs: Any) -> Any:
+            if getattr(cut_after, "pending", False):
+                cut_after.pending = False
+                time.sleep(0.001)  # let the server run it
+                conn.disconnect()
+                raise redis.ConnectionError("connection killed after the command was sent")
+            return read(*args, **kwargs)
+
+        conn.send_packed_command, conn.read_response = sending, reading
+        self._patched.append(conn)
+
+    def __enter__(self) -> RedisConnectionsKilled:
+        pool = self.client.connection_pool
+        original_get = pool.get_connection
+
+        def get_connection(*args: Any, **kwargs: Any) -> Any:
+            conn = original_get(*args, **kwargs)
+            if "send_packed_command" not in vars(conn):
+                self._wrap(conn)
+            return conn
+
+        pool.get_connection = get_connection  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        del self.client.connection_pool.get_connection
+        for conn in self._patched:
+            del conn.send_packed_command, conn.read_response

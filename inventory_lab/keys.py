@@ -2,12 +2,15 @@
 
 Keys carry a namespace (so tests and experiments never touch each other's data) and put the SKU
 in a hash tag, `{sku}`, so that all keys one script touches for a SKU live in one cluster slot.
-The stock hash has one field, `inStock`, as in the article's `hset iphone inStock 1`.
+The stock hash has the field `inStock`, as in the article's `hset iphone inStock 1`, and the lab's
+`epoch`: the generation of the copy (see redis_stock.warm_up). A stock hash without an epoch was
+not written by a warm-up: Redis lost its data (a restart without persistence) or was never warmed.
 """
 
 from __future__ import annotations
 
 STOCK_FIELD = "inStock"
+EPOCH_FIELD = "epoch"
 
 
 def stock_key(namespace: str, sku: str) -> str:

@@ -8,6 +8,7 @@ backend, so that bad input changes no state.
 from __future__ import annotations
 
 import enum
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -27,7 +28,10 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"  # the anti-repeat code was already there: "already done"
     REJECTED = "rejected"  # bad input; nothing changed
     THROTTLED = "throttled"  # a hot SKU over its rate limit; nothing changed
-    ERROR = "error"  # the backend failed; the order's fate is unknown until checked
+    ERROR = "error"  # the backend failed before anything was written, or the design resolved
+    # that nothing was persisted and undid what it had done: the order did not happen
+    UNKNOWN = "unknown"  # an error after a write was sent (Jepsen's "info"): it may or may not
+    # have happened; the checker resolves it from the final state
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +46,11 @@ class Order:
         _check_identifier("order id", self.order_id)
         _check_identifier("SKU", self.sku)
         qty = self.qty
-        if isinstance(qty, bool) or not isinstance(qty, int):
+        # Any integer type (numpy's too) is taken as int; bool and numpy.bool_ are not integers.
+        if isinstance(qty, bool) or not isinstance(qty, numbers.Integral):
             raise InvalidOrder(f"quantity must be an integer, got {type(qty).__name__} {qty!r}")
+        qty = int(qty)
+        object.__setattr__(self, "qty", qty)  # frozen: set once, here
         if qty <= 0:
             raise InvalidOrder(f"quantity must be positive, got {qty}")
         if qty > MAX_QTY:
@@ -68,6 +75,12 @@ def _check_identifier(what: str, value: object) -> None:
         raise InvalidOrder(f"{what} is {len(value)} characters long; at most {MAX_ID_LENGTH}")
     if not _ID_PATTERN.fullmatch(value):
         raise InvalidOrder(f"{what} {value!r} may hold only letters, digits, '_', '-' and '.'")
+
+
+def check_order(order: object) -> None:
+    """Refuse anything that is not an `Order` (None, a code string, a tuple) as bad input."""
+    if not isinstance(order, Order):
+        raise InvalidOrder(f"expected an Order, got {type(order).__name__}")
 
 
 def check_known_sku(sku: str, catalog: frozenset[str]) -> None:

@@ -1,32 +1,119 @@
 """Stock in Redis: the warm-up from the database, reads of Redis's view, and giving stock back.
 
 The article keeps each SKU's available quantity in a Redis hash (`hset iphone inStock 1`); gate 1
-decrements it. Warm-up copies the database's stock into Redis and is idempotent (running it twice
-leaves the same values). The database is the source of truth for what was persisted.
+decrements it. The database is the source of truth for what was persisted, and Redis should hold,
+per SKU, the DB stock minus what was accepted and not yet applied (the task engine's pending
+tasks): `redis_target` reads that in one statement, so that stock and tasks come from one
+snapshot.
+
+Warm-up copies that target into Redis. Done naively (`fenced=False`, as the article would) it
+races with orders in flight: an order that passed gate 1 on the old copy and has not committed
+gate 2 is in neither the database nor the pending tasks, so the new copy hands its unit out again.
+The fenced warm-up closes that window with a generation number, the *epoch*:
+
+1. In one database transaction, bump every SKU's epoch row (`UPDATE redis_epoch SET epoch =
+   epoch + 1`). Gate 2 share-locks its SKU's epoch row in its own transaction, so the bump waits
+   for every gate 2 in flight, and every later one waits for the bump.
+2. In the same transaction (READ COMMITTED: it sees everything committed before), read the target.
+3. Write every SKU's stock *and the new epoch* into Redis in one MULTI, then commit.
+
+Gate 1 returns the epoch of the copy it decided on; gate 2 refuses an order whose epoch is no
+longer the database's (the copy that admitted it was replaced, and the new one never counted it),
+and a give-back only lands on the copy that took the stock (`scripts/give_back.lua`). An order
+admitted by the new copy before the commit waits at gate 2 for it, then passes. Several app
+processes may re-warm at once: the epoch row locks serialise them. If the commit fails after
+Redis was written, Redis holds an epoch the database never reached, and every gate 2 refuses
+until the next warm-up: unavailable, never oversold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from inventory_lab import keys, schema
+from inventory_lab.backends import is_retryable
 from inventory_lab.lab import Lab
+from inventory_lab.scripts import lua_source
+from inventory_lab.tasks.store import unapplied_tasks_query
 
 
-def warm_up(lab: Lab, *, pending: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Copy every SKU's DB stock, minus `pending` (accepted, not yet persisted), into Redis.
+def redis_target(conn: Connection, *, minus_pending: bool = True) -> dict[str, int]:
+    """Per SKU, what Redis should hold: DB stock minus units of tasks not yet applied."""
+    stock = schema.stock
+    tables = schema.task_tables(conn.engine) if minus_pending else []
+    unapplied = unapplied_tasks_query(tables)
+    if unapplied is None:
+        rows = conn.execute(sa.select(stock.c.sku, stock.c.num)).all()
+    else:
+        pending = (
+            sa.select(unapplied.c.sku, sa.func.sum(unapplied.c.qty).label("units"))
+            .group_by(unapplied.c.sku)
+            .subquery("pending")
+        )
+        rows = conn.execute(
+            sa.select(stock.c.sku, stock.c.num - sa.func.coalesce(pending.c.units, 0)).select_from(
+                stock.outerjoin(pending, pending.c.sku == stock.c.sku)
+            )
+        ).all()
+    return {sku: int(num) for sku, num in rows}
 
-    Overwrites; returns what it wrote. Re-warming after Redis lost its data without subtracting
-    the pending tasks gives Redis back stock that is already promised: an oversell waiting.
+
+def warm_up(lab: Lab, *, minus_pending: bool = True, fenced: bool = True) -> dict[str, int]:
+    """Copy `redis_target` into Redis (overwrites); returns what it wrote.
+
+    `fenced` (the default): under a new epoch, safe with orders in flight (module docstring).
+    `fenced=False`: the naive copy, which keeps the epoch and hands out again the units of orders
+    between the gates. `minus_pending=False`: the other classic mistake, forgetting the tasks
+    accepted but not yet applied.
     """
-    pending = pending or {}
+    for attempt in range(8):  # a deadlock between two concurrent warm-ups: re-run
+        try:
+            return _copy(lab, minus_pending=minus_pending, fenced=fenced)
+        except DBAPIError as exc:
+            if attempt == 7 or not is_retryable(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _copy(lab: Lab, *, minus_pending: bool, fenced: bool) -> dict[str, int]:
     with lab.engine.connect() as conn:
-        stock = {sku: num - pending.get(sku, 0) for sku, num in schema.read_stock(conn).items()}
-    pipe = lab.redis.pipeline(transaction=False)
-    for sku, num in stock.items():
-        pipe.hset(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD, num)
-    pipe.execute()
-    return stock
+        if conn.dialect.name != "sqlite":  # SQLite: one writer, nothing to see in between
+            conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            epoch_row = schema.redis_epoch
+            if fenced:
+                conn.execute(sa.update(epoch_row).values(epoch=epoch_row.c.epoch + 1))
+            epochs = dict(conn.execute(sa.select(epoch_row.c.sku, epoch_row.c.epoch)).all())
+            target = redis_target(conn, minus_pending=minus_pending)
+            pipe = lab.redis.pipeline(transaction=True)
+            for sku, num in target.items():
+                key = keys.stock_key(lab.namespace, sku)
+                if fenced:
+                    pipe.hset(key, mapping={keys.STOCK_FIELD: num, keys.EPOCH_FIELD: epochs[sku]})
+                else:  # as written: the stock only; a copy made before keeps its epoch
+                    pipe.hset(key, keys.STOCK_FIELD, num)
+                    pipe.hsetnx(key, keys.EPOCH_FIELD, epochs[sku])
+            pipe.execute()
+    return target
+
+
+class StaleEpoch(Exception):
+    """Gate 2 found the SKU's epoch moved on: the Redis copy that admitted the order is gone."""
+
+
+def check_epoch(conn: Connection, sku: str, epoch: str | None) -> None:
+    """Gate 2's half of the fence: share-lock the SKU's epoch row (a re-warm's bump waits for
+    this transaction; this one waits for a bump in progress) and refuse an older epoch."""
+    row = schema.redis_epoch
+    current = conn.execute(
+        sa.select(row.c.epoch).where(row.c.sku == sku).with_for_update(read=True)
+    ).scalar_one()
+    if epoch is None or int(epoch) != current:
+        raise StaleEpoch(f"Redis was re-warmed (epoch {epoch} -> {current}) after gate 1")
 
 
 def read_redis_stock(lab: Lab, skus: Iterable[str]) -> dict[str, int | None]:
@@ -39,6 +126,13 @@ def read_redis_stock(lab: Lab, skus: Iterable[str]) -> dict[str, int | None]:
     return {sku: None if v is None else int(v) for sku, v in zip(skus, values, strict=True)}
 
 
-def give_back(lab: Lab, sku: str, qty: int) -> int:
-    """Compensate a decrement: `HINCRBY +qty`. Returns the stock after."""
-    return int(lab.redis.hincrby(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD, qty))
+def give_back(lab: Lab, sku: str, qty: int, epoch: str | None = None) -> int | None:
+    """Compensate a decrement. With the `epoch` gate 1 saw: only to that copy of the stock
+    (None when Redis was re-warmed since); without: a blind `HINCRBY +qty`, as the article has
+    it. Returns the stock after."""
+    key = keys.stock_key(lab.namespace, sku)
+    if epoch is None:
+        return int(lab.redis.hincrby(key, keys.STOCK_FIELD, qty))
+    script = lab.redis.register_script(lua_source("give_back"))
+    left = script(keys=[key], args=[qty, epoch])
+    return None if left is None else int(left)

@@ -37,6 +37,7 @@ _COLUMNS: dict[str, str] = {
     "rejected": "INTEGER",
     "throttled": "INTEGER",
     "errors": "INTEGER",
+    "unknown": "INTEGER",
     "oversold": "INTEGER",
     "double_deducted": "INTEGER",
     "lost": "INTEGER",

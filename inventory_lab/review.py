@@ -157,18 +157,14 @@ def run_cell(
                 records = pd.concat([first, second], ignore_index=True)
             else:
                 records = run_workload(instance, attempts, concurrency=concurrency)
-            instance.drain()
+        instance.drain()  # after the fault healed
         elapsed = time.perf_counter() - started
-        before = check_lab(
-            lab, initial, records, redis_view=cls.uses_redis, pending=instance.pending()
-        )
+        before = check_lab(lab, initial, records, redis_view=cls.uses_redis)
         drift_before = 0
         if cls.uses_redis:
-            report = reconcile(lab, pending=instance.pending(), repair=True)
+            report = reconcile(lab, repair=True)
             drift_before = int(report["drift"].abs().sum())
-        after = check_lab(
-            lab, initial, records, redis_view=cls.uses_redis, pending=instance.pending()
-        )
+        after = check_lab(lab, initial, records, redis_view=cls.uses_redis)
     finally:
         instance.close()
     return _cell(design, fault, applies, records, before, after, drift_before, elapsed)

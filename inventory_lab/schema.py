@@ -1,13 +1,16 @@
-"""SQLAlchemy Core tables: stock, anti-repeat codes and the order ledger.
+"""SQLAlchemy Core tables: stock, anti-repeat codes, the order ledger, Redis's epoch, task shards.
 
 `stock` is the article's `stockNum` (one row per SKU). `anti_repeat` is its `antiRe`: the unique
 "order id + SKU" code that makes a deduction idempotent. `orders` is the ledger: every design that
 deducts stock writes one row per deduction *in the same transaction*, and nothing in it is unique,
 so the checker can count how often an order really was deducted, whatever the design believed.
+`tasks_<n>` are the task engine's shard tables (built by `task_table`, one per shard); `reset`
+drops any left from an earlier run, so that no design's state leaks into the next one's checks.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import sqlalchemy as sa
@@ -15,6 +18,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
+MAX_STOCK = 2**31 - 1  # the stock column is a 32-bit INTEGER on every backend
+TASK_TABLE = re.compile(r"tasks_\d+")
 
 
 def key_string(length: int) -> sa.types.TypeEngine:
@@ -45,6 +50,16 @@ anti_repeat = sa.Table(
     _created_at(),
 )
 
+# The generation of Redis's copy of each SKU's stock. A re-warm bumps it in the transaction that
+# reads the stock it copies; gate 2 share-locks the row and refuses an order admitted under an
+# older generation (see redis_stock.warm_up).
+redis_epoch = sa.Table(
+    "redis_epoch",
+    metadata,
+    sa.Column("sku", key_string(64), primary_key=True),
+    sa.Column("epoch", sa.Integer, nullable=False),
+)
+
 orders = sa.Table(
     "orders",
     metadata,
@@ -57,13 +72,46 @@ orders = sa.Table(
 )
 
 
+def task_table(metadata: sa.MetaData, shard: int) -> sa.Table:
+    """The task table of one shard: one row per accepted deduction waiting to be persisted."""
+    return sa.Table(
+        f"tasks_{shard}",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("code", key_string(130), nullable=False, unique=True),  # order id:sku
+        sa.Column("order_id", key_string(64), nullable=False),
+        sa.Column("sku", key_string(64), nullable=False),
+        sa.Column("qty", sa.Integer, nullable=False),
+        sa.Column("status", sa.Integer, nullable=False, default=0),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("last_error", sa.String(200), nullable=True),
+        # node:boot:worker, compared exactly (case-sensitive on MariaDB too)
+        sa.Column("lock_owner", key_string(64), nullable=True),
+        # epoch seconds on the database's clock: every worker's leases on one clock
+        sa.Column("created_time", sa.Double, nullable=False),
+        sa.Column("modify_time", sa.Double, nullable=False),
+        sa.Column("done_time", sa.Double, nullable=True),
+        sa.Index(f"ix_tasks_{shard}_status", "status", "modify_time"),
+    )
+
+
+def task_tables(engine: Engine) -> list[sa.Table]:
+    """The task shard tables that exist in the database (reflected), in shard order."""
+    found = sa.MetaData()
+    found.reflect(engine, only=lambda name, _meta: bool(TASK_TABLE.fullmatch(name)))
+    return sorted(found.tables.values(), key=lambda t: int(t.name.split("_")[1]))
+
+
 def reset(engine: Engine, initial: Mapping[str, int]) -> None:
-    """Drop and re-create the lab's tables, then load one stock row per SKU."""
+    """Drop and re-create the lab's tables (and drop any task tables), then load the stock."""
+    for table in reversed(task_tables(engine)):
+        table.drop(engine)
     metadata.drop_all(engine)
     metadata.create_all(engine)
     with engine.begin() as conn:
         if initial:
             conn.execute(stock.insert(), [{"sku": s, "num": n} for s, n in initial.items()])
+            conn.execute(redis_epoch.insert(), [{"sku": s, "epoch": 1} for s in initial])
 
 
 def read_stock(conn: Connection) -> dict[str, int]:

@@ -4,7 +4,7 @@ The article protects Redis from a flash sale with a per-JVM limiter ("10 ms -> a
 requests", Guava). The lab has three limiters with one method, `try_acquire(key) -> bool`:
 
 - `WindowLimiter`: the article's per-process fixed window (W ms admits at most K). A fixed window
-  admits up to 2K within W across a window boundary (PITFALLS), and every process has its own.
+  admits up to 2K within W across a window boundary, and every process has its own.
 - `TokenBucket`: a smooth token bucket like Guava's `RateLimiter` (rate per second, burst).
 - `RedisSlidingWindow`: one limit for the whole cluster, a Lua script over a sorted set per key
   on Redis's clock: at most K admissions in any W ms, whichever process asks.

@@ -8,8 +8,13 @@ with the backends' final state.
 Skew is Zipf-like: SKU of rank r is chosen with weight 1 / r**skew (0 = uniform; `skus=1` is one
 hot SKU). A retry is the same order sent again, a few places later in the stream, so that some
 retries race their original and some arrive after it. A lost reply (`lost_replies`) is the
-nastier retry: the server ran the command, the client saw a timeout (recorded as `error`: its fate
-is unknown to the client) and sent the same order again at once.
+nastier retry: the server ran the command, the client saw a timeout (recorded as `unknown`: its
+fate is unknown to the client) and sent the same order again at once.
+
+What a client records is what it heard: an answer, `rejected` for bad input, and `unknown` for
+any error the design let escape (an error after a write was sent may or may not have taken
+effect; the checker resolves it from the final state). Designs that resolve such errors
+themselves answer `accepted` or `error` instead.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tqdm import tqdm
 from inventory_lab.designs.base import Design
 from inventory_lab.errors import InvalidOrder
 from inventory_lab.orders import Order, Outcome, Result
+from inventory_lab.resolve import describe
 
 RECORD_COLUMNS = [
     "order_id",
@@ -125,7 +131,7 @@ def run_workload(
                 result = _deduct(design, order)
                 end = time.perf_counter()
                 if n < len(sends) - 1:  # the server's answer never reached the client
-                    result = Result(Outcome.ERROR, f"reply lost (server said {result.outcome})")
+                    result = Result(Outcome.UNKNOWN, f"reply lost (server said {result.outcome})")
                 mine.append(
                     [
                         order.order_id,
@@ -158,10 +164,11 @@ def run_workload(
 
 
 def _deduct(design: Design, order: Order) -> Result:
-    """A client's view: bad input is `rejected`; a backend failure leaves the outcome unknown."""
+    """A client's view: bad input is `rejected`; an error that escapes leaves the outcome
+    unknown."""
     try:
         return design.deduct(order)
     except InvalidOrder as exc:
         return Result(Outcome.REJECTED, str(exc))
     except Exception as exc:
-        return Result(Outcome.ERROR, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        return Result(Outcome.UNKNOWN, describe(exc))

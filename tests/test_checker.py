@@ -121,7 +121,9 @@ def test_a_duplicate_answer_with_nothing_behind_it_is_a_false_duplicate():
 
 def test_a_deduction_the_ledger_does_not_record_is_a_double_deduction():
     # one order line, one ledger row, and yet the stock moved twice
-    report = check({"a": 5}, {"a": 3}, _ledger(("o1", "a", 1)), _records(("o1", "a", 1, "accepted")))
+    report = check(
+        {"a": 5}, {"a": 3}, _ledger(("o1", "a", 1)), _records(("o1", "a", 1, "accepted"))
+    )
     assert report.double_deducted == 1
     assert report.unaccounted == 1
     assert not report.ok

@@ -182,9 +182,7 @@ def test_task_engine_design_holds_every_invariant_with_retries(lab):
     try:
         records = run_workload(design, workload.attempts(), concurrency=6)
         design.drain()
-        report = check_lab(
-            lab, workload.initial_stock(), records, redis_view=True, pending=design.pending()
-        )
+        report = check_lab(lab, workload.initial_stock(), records, redis_view=True)
     finally:
         design.close()
     assert (records["outcome"] == "error").sum() == 0
@@ -200,7 +198,7 @@ def test_task_engine_accepts_before_persisting(lab):
         assert design.pending() == {"sku-1": 2}
         with lab.engine.connect() as conn:
             assert schema.read_stock(conn) == {"sku-1": 5}  # not persisted yet
-        assert reconcile(lab, pending=design.pending())["drift"].tolist() == [0]
+        assert reconcile(lab)["drift"].tolist() == [0]
         design.drain()
         assert design.pending() == {}
         assert design.stock("sku-1") == 3
@@ -334,7 +332,7 @@ def test_a_task_applied_after_its_lease_was_lost_is_not_pending(lab):
         assert design.apply(order) is True
         assert store.complete(task, "n-1:b:w0") is False  # its completion CAS fails: still NEW
         assert design.pending() == {}  # applied is applied, whatever the task row says
-        assert reconcile(lab, pending=design.pending())["drift"].tolist() == [0]
+        assert reconcile(lab)["drift"].tolist() == [0]
         records = run_workload(design, [], concurrency=1)
         records.loc[0] = ["o-1", "sku-1", 1, 0, 0, 0.0, 0.0, 0.0, "accepted", ""]
         assert check_lab(lab, {"sku-1": 5}, records, redis_view=True).converged

@@ -24,7 +24,8 @@ def test_each_fault_really_happened(lab):
     assert runs["worker_crash"].counters["killed"] == 2
     assert runs["worker_crash"].counters["unlocked"] >= 1
     outage = runs["db_outage"]
-    assert (outage.records["outcome"] == "error").sum() > 0  # accepts refused during the outage
+    refused = outage.records["outcome"].isin(["error", "unknown"])
+    assert refused.sum() > 0  # accepts refused (or unresolvable) during the outage
     # the workers met the outage too (claims or applies failed) and still drained everything
     assert (outage.tasks["status"] == 200).all()
     assert runs["restart"].counters["killed"] == 3 and runs["restart"].counters["recovered"] >= 3
@@ -32,7 +33,7 @@ def test_each_fault_really_happened(lab):
     assert crash.crashed_orders == 4
     assert crash.before.converged is False  # Redis kept the decrements of the crashed orders
     assert crash.drift_before["drift"].sum() < 0 and crash.drift_before["repaired"].any()
-    assert (crash.records["outcome"] == "error").sum() >= 4
+    assert (crash.records["outcome"] == "unknown").sum() >= 4  # the app died mid-order
     assert runs["none"].before.converged is True
 
 

@@ -118,15 +118,24 @@ def test_a_retry_after_expiry_is_caught_by_gate_two(redis_lab, name, drifts):
         assert report.drift == {"sku-1": -1}
 
 
-def test_gate_two_failure_gives_the_redis_stock_back_and_frees_the_code(redis_lab, monkeypatch):
-    design = _design(redis_lab, "two_gate_lua")
+@pytest.mark.parametrize("as_written", [False, True])
+def test_gate_two_failure_gives_the_redis_stock_back_and_frees_the_code(
+    redis_lab, monkeypatch, as_written
+):
+    """Nothing was persisted: resolved from the DB (or, as written, assumed) and undone."""
+    design = _design(redis_lab, "two_gate_lua", as_written=as_written)
 
-    def broken(conn, order):
+    def broken(conn, order, epoch, *, fence):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(design, "_persist", broken)
-    with pytest.raises(RuntimeError):
-        design.deduct(Order("o-1", "sku-1", 2))
+    if as_written:
+        with pytest.raises(RuntimeError):
+            design.deduct(Order("o-1", "sku-1", 2))
+    else:
+        result = design.deduct(Order("o-1", "sku-1", 2))
+        assert result.outcome is Outcome.ERROR and "nothing persisted" in result.detail
+        assert design.resolved["not_persisted"] == 1
     assert design.stock("sku-1") == 3
     monkeypatch.undo()
     assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.ACCEPTED
@@ -214,10 +223,15 @@ def test_reconciliation_repairs_the_drift_a_late_retry_left(redis_lab):
 
 
 def test_reconciliation_restores_a_missing_redis_key_and_counts_pending(redis_lab):
-    _design(redis_lab, "two_gate")
-    redis_lab.redis.delete(keys.stock_key(redis_lab.namespace, "sku-2"))
-    report = reconcile(redis_lab, pending={"sku-1": 1}, repair=True).set_index("sku")
-    assert report.loc["sku-2", "repaired"] and report.loc["sku-1", "target"] == 2
+    design = _design(redis_lab, "task_engine", start_workers=False)
+    try:
+        assert design.deduct(Order("o-1", "sku-1", 1)).outcome is Outcome.ACCEPTED  # a task
+        redis_lab.redis.delete(keys.stock_key(redis_lab.namespace, "sku-2"))
+        report = reconcile(redis_lab, repair=True).set_index("sku")
+    finally:
+        design.close()
+    assert report.loc["sku-2", "repaired"] and not report.loc["sku-1", "repaired"]
+    assert report.loc["sku-1", "pending"] == 1 and report.loc["sku-1", "target"] == 2
     assert read_redis_stock(redis_lab, ["sku-1", "sku-2"]) == {"sku-1": 2, "sku-2": 5}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 from inventory_lab import schema
+from inventory_lab.errors import InvalidInput
 from inventory_lab.lab import Lab
-from inventory_lab.orders import Order, Result, check_known_sku
+from inventory_lab.orders import Order, Result, check_known_sku, check_order
 
 
 @runtime_checkable
@@ -37,11 +39,11 @@ class BaseDesign:
         self._catalog: frozenset[str] | None = None
 
     def setup(self, initial: Mapping[str, int]) -> None:
-        """Start from `initial` stock: fresh tables (and, for Redis designs, fresh keys)."""
-        for sku, num in initial.items():
-            Order("setup", sku, 1)  # validates the SKU's spelling
-            if isinstance(num, bool) or not isinstance(num, int) or num < 0:
-                raise ValueError(f"initial stock of {sku!r} must be an integer >= 0, got {num!r}")
+        """Start from `initial` stock: fresh tables (and, for Redis designs, fresh keys).
+
+        Everything is validated before anything is dropped: bad input changes no state.
+        """
+        initial = validate_initial(initial)
         schema.reset(self.lab.engine, initial)
         self._catalog = frozenset(initial)
 
@@ -52,7 +54,9 @@ class BaseDesign:
         return self._catalog
 
     def check(self, order: Order) -> None:
-        """Refuse an order for a SKU the stock table does not know (InvalidOrder)."""
+        """Refuse anything but an Order, or an order for a SKU the stock table does not know
+        (InvalidOrder)."""
+        check_order(order)
         check_known_sku(order.sku, self.catalog)
 
     def deduct(self, order: Order) -> Result:
@@ -73,13 +77,46 @@ class BaseDesign:
         """Stop whatever the design runs in the background (nothing, by default)."""
 
 
+def validate_initial(initial: object) -> dict[str, int]:
+    """Initial stock as {sku: units}: valid SKU spellings, integers in the stock column's range."""
+    if not isinstance(initial, Mapping):
+        raise InvalidInput(f"initial stock must be a mapping of SKU to units, got {initial!r:.60}")
+    checked = {}
+    for sku, num in initial.items():
+        Order("setup", sku, 1)  # validates the SKU's spelling (InvalidOrder)
+        if (
+            isinstance(num, bool)
+            or not isinstance(num, numbers.Integral)
+            or not 0 <= num <= schema.MAX_STOCK
+        ):
+            raise InvalidInput(
+                f"initial stock of {sku!r} must be an integer in [0, {schema.MAX_STOCK}], "
+                f"got {num!r:.40}"
+            )
+        checked[sku] = int(num)
+    return checked
+
+
+def implements_design(cls: type) -> bool:
+    """A complete design: a name, a summary, and a `deduct` of its own (not BaseDesign's)."""
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, BaseDesign)
+        and bool(cls.name)
+        and bool(cls.summary)
+        and cls.deduct is not BaseDesign.deduct
+    )
+
+
 REGISTRY: dict[str, type[BaseDesign]] = {}
 
 D = TypeVar("D", bound=type[BaseDesign])
 
 
 def register(cls: D) -> D:
-    if not cls.name or cls.name in REGISTRY:
-        raise ValueError(f"design name {cls.name!r} is empty or taken")
+    if not implements_design(cls):
+        raise ValueError(f"{cls.__name__} needs a name, a summary and a deduct of its own")
+    if cls.name in REGISTRY:
+        raise ValueError(f"design name {cls.name!r} is taken")
     REGISTRY[cls.name] = cls
     return cls

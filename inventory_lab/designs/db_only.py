@@ -8,7 +8,9 @@
 The conditional UPDATE is safe under concurrency because the database re-checks the WHERE
 clause on the latest committed row after waiting for its lock (PostgreSQL READ COMMITTED,
 InnoDB's locking read, SQLite's single writer). The article wrote `num - q > 0`, which refuses
-the last unit; `as_written=True` keeps that slip so the lab can show it.
+the last unit; `as_written=True` keeps that slip so the lab can show it. An error after the
+transaction was sent is resolved from the anti-repeat row (`resolve.persisted`) before the client
+is answered: a lost commit acknowledgement is an acceptance, not an error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from inventory_lab.backends import in_transaction
 from inventory_lab.designs.base import BaseDesign, register
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
+from inventory_lab.resolve import describe, persisted
 
 
 class _SoldOut(Exception):
@@ -45,6 +48,11 @@ class DbOnly(BaseDesign):
             return Result(Outcome.DUPLICATE, "anti-repeat code exists")
         except _SoldOut:
             return Result(Outcome.SOLD_OUT, "conditional update matched no row")
+        except Exception as exc:  # sent, then failed: did it commit? (resolve.py)
+            probe = schema.anti_repeat.insert().values(code=order.anti_repeat_code)
+            if persisted(self.lab.engine, probe):  # OutcomeUnknown if the DB cannot say
+                return Result(Outcome.ACCEPTED, f"reply lost ({describe(exc)}); it committed")
+            return Result(Outcome.ERROR, f"{describe(exc)}; nothing persisted")
         return Result(Outcome.ACCEPTED)
 
     def _deduct_in(self, conn: Connection, order: Order) -> None:

@@ -4,7 +4,8 @@
 of the order path is one small insert into one of N tables instead of an update of the hot stock
 row. The engine's executors apply tasks (gate 2: anti-repeat row + stock update + ledger row, one
 transaction, idempotent) in the background; `drain()` starts the engine if needed and waits until
-every task is applied. If the task insert fails, gate 1 is undone (stock given back, code freed).
+every task is applied. If the task insert is refused, gate 1 is undone (stock given back, code
+freed); if its outcome is unknown, it is resolved first (see `two_gate`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from inventory_lab.backends import in_transaction
@@ -20,7 +22,7 @@ from inventory_lab.designs.two_gate import DEFAULT_TTL_MS
 from inventory_lab.designs.two_gate_lua import TwoGateLua
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
-from inventory_lab.redis_stock import warm_up
+from inventory_lab.redis_stock import check_epoch, warm_up
 from inventory_lab.tasks import TaskEngine, TaskStore
 
 
@@ -40,9 +42,10 @@ class TaskEngineDesign(TwoGateLua):
         drain_timeout_s: float = 120.0,
         rewarm_minus_pending: bool = True,
         db_guard: bool = False,
+        as_written: bool = False,
         **engine_options: Any,
     ) -> None:
-        super().__init__(lab, ttl_ms=ttl_ms, db_guard=db_guard)
+        super().__init__(lab, ttl_ms=ttl_ms, db_guard=db_guard, as_written=as_written)
         self.store = TaskStore(lab.engine, shards)
         self.engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
         self.start_workers = start_workers
@@ -56,47 +59,53 @@ class TaskEngineDesign(TwoGateLua):
         if self.start_workers:
             self.engine.start()
 
-    def gate_two(self, order: Order) -> Result:
-        """Record the task; the deduction itself is persisted by a worker later."""
-        try:
-            self.store.add(order)
-        except IntegrityError:
-            # the same order line already has a task (its Redis code had expired)
-            self.compensate(order)
+    def gate_two(self, order: Order, epoch: str | None = None) -> Result:
+        """Record the task; the deduction itself is persisted by a worker later.
+
+        The task insert is this design's gate 2: it is fenced by the epoch like `two_gate`'s
+        deduction, and an error after it was sent is resolved by probing the task's code.
+        """
+        insert = self.store.insert_statement(order)
+        result = self._second_gate(
+            order,
+            epoch,
+            persist=lambda conn: self._record_task(conn, insert, order, epoch),
+            probe=insert,
+        )
+        if result.outcome is Outcome.DUPLICATE:  # the order line already has a task
             return Result(Outcome.DUPLICATE, "task exists")
-        except Exception:
-            self.compensate(order)
-            self.lab.redis.delete(self.keys_for(order)[0])
-            raise
-        return Result(Outcome.ACCEPTED, "task recorded")
+        if result.outcome is Outcome.ACCEPTED and not result.detail:
+            return Result(Outcome.ACCEPTED, "task recorded")
+        return result
+
+    def _record_task(self, conn: Connection, insert: Any, order: Order, epoch: str | None) -> None:
+        conn.execute(insert)
+        if self.fenced:
+            check_epoch(conn, order.sku, epoch)
 
     def apply(self, order: Order) -> bool:
         """Gate 2 for one task: True if applied now, False if it had been applied before."""
         try:
-            in_transaction(self.lab.engine, lambda conn: self._persist(conn, order))
+            in_transaction(
+                self.lab.engine, lambda conn: self._persist(conn, order, None, fence=False)
+            )
         except IntegrityError:
             return False
         return True
 
     def drain(self) -> None:
+        self.settle_unknowns()
         if not self.engine.running:
             self.engine.start()
         if not self.engine.wait_drained(self.drain_timeout_s):
             raise TimeoutError(f"tasks still pending after {self.drain_timeout_s} s")
 
     def rewarm(self) -> dict[str, int]:
-        """Load Redis from the DB minus the pending tasks (`rewarm_minus_pending=False`: the DB
-        alone, which hands out again the stock that pending tasks have already promised)."""
-        # Pause the workers: a task applied between reading the pending tasks and reading the
-        # DB would be subtracted twice.
-        running = self.engine.running
-        self.engine.stop()
-        try:
-            pending = self.pending() if self.rewarm_minus_pending else None
-            return warm_up(self.lab, pending=pending)
-        finally:
-            if running:
-                self.engine.start()
+        """Load Redis from the DB minus the tasks not yet applied, fenced (see
+        `redis_stock.warm_up`): stock and tasks are read in one statement, so the executors
+        need not stop. `rewarm_minus_pending=False`: the DB alone, which hands out again the
+        stock that pending tasks have already promised."""
+        return warm_up(self.lab, minus_pending=self.rewarm_minus_pending, fenced=self.fenced)
 
     def pending(self) -> dict[str, int]:
         return self.store.pending_by_sku()

@@ -5,7 +5,7 @@ Gate 1 (Redis), as the article writes it:
     HINCRBY <sku stock> inStock -q           -- result >= 0 passes; < 0 => give back, sold out
 Gate 2 (DB), one transaction that does not re-check the quantity:
     INSERT INTO anti_repeat(code) ...; UPDATE stock SET num = num - q WHERE sku = :s
-A failure in gate 2 gives the Redis stock back and frees the anti-repeat key.
+A refusal in gate 2 gives the Redis stock back and frees the anti-repeat key.
 
 The variants differ only in how gate 1 talks to Redis (`gate1=`):
 - `commands`: each command its own round trip (two, three when compensating);
@@ -17,10 +17,25 @@ The variants differ only in how gate 1 talks to Redis (`gate1=`):
   another client changed them (`watch_retries` counts how often).
 `two_gate_lua` (its own module) does the whole of gate 1 in one script.
 
+Faults that strike mid-flight (the lab's fixes, on by default; `as_written=True` keeps the
+article's behaviour, to show what it costs):
+- An error in gate 2 after its statements were sent is an *unknown* outcome: the commit may have
+  landed and only its acknowledgement been lost. The design resolves it from the database first
+  (`resolve.persisted`: probe the anti-repeat row) and gives stock back only when nothing was
+  persisted; if the database cannot answer either, it undoes nothing and the client hears
+  `unknown`. As written, any error gave the stock back: a lost acknowledgement sells the unit
+  twice.
+- Gate 1 returns the *epoch* of the Redis copy it decided on, gate 2 checks it under a share lock
+  and a give-back only lands on that copy (see `redis_stock.warm_up`): a re-warm while orders sit
+  between the gates cannot hand their units out again. As written, the re-warm overwrote Redis
+  unfenced and gate 2 checked nothing.
+- Redis that lost its data (a stock hash with no epoch) is noticed by gate 1 and re-warmed once,
+  safely, instead of every order being refused as an unknown SKU.
+
 As written, a duplicate caught only by gate 2 (the Redis code expired, the DB row did not) keeps
 the Redis decrement: Redis and the DB then disagree until reconciled. `give_back_duplicates=True`
 is the fix: return the stock there too. Gate 2 trusts Redis; `db_guard=True` adds the last line
-PITFALLS asks for — `UPDATE … WHERE num - q >= 0` — so a Redis that lost writes turns an oversell
+of defence — `UPDATE … WHERE num - q >= 0` — so that a Redis that lost writes turns an oversell
 into a refusal (here: sold out; in the task engine: a failed, finally dead task). `gap_s`
 widens, with a sleep, the window between a decrement-then-check variant's decrement and its
 compensation, in which other buyers see stock that is not really gone (false sold-outs), and for
@@ -33,6 +48,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import redis
@@ -45,13 +61,24 @@ from inventory_lab.backends import in_transaction
 from inventory_lab.designs.base import BaseDesign, register
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
-from inventory_lab.redis_stock import give_back, read_redis_stock, warm_up
+from inventory_lab.redis_stock import StaleEpoch, check_epoch, give_back, read_redis_stock, warm_up
+from inventory_lab.resolve import OutcomeUnknown, describe, persisted
 
 DEFAULT_TTL_MS = 10_000  # the article's `EX 10`
 
 
 class GuardRefused(Exception):
     """Gate 2's conditional update matched no row: Redis let through stock the DB does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Gate 1 passed: stock decremented and code set on the copy of generation `epoch`."""
+
+    epoch: str | None  # None: as written, no epoch is read
+
+
+NOT_WARM = Result(Outcome.ERROR, "gate 1: Redis holds no warmed stock for this SKU")
 
 
 class TwoGate(BaseDesign):
@@ -70,6 +97,7 @@ class TwoGate(BaseDesign):
         give_back_duplicates: bool = False,
         gap_s: float = 0.0,
         db_guard: bool = False,
+        as_written: bool = False,
     ) -> None:
         super().__init__(lab)
         if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
@@ -80,9 +108,20 @@ class TwoGate(BaseDesign):
         self.gap_s = gap_s
         self.give_back_duplicates = give_back_duplicates
         self.db_guard = db_guard
+        self.as_written = as_written
         self._counter_lock = threading.Lock()
+        self._rewarm_lock = threading.Lock()
         self.watch_retries = 0
         self.given_back = 0
+        self.rewarms = 0  # re-warms after gate 1 found Redis empty
+        self.resolved = {"persisted": 0, "not_persisted": 0, "stale_epoch": 0}
+        # gate 2 ended unknown and the DB could not say either: resolved later, in `drain()`
+        self._unresolved: list[tuple[Order, str | None, sa.Insert]] = []
+
+    @property
+    def fenced(self) -> bool:
+        """Epochs read at gate 1, checked at gate 2, given back only to their own copy."""
+        return not self.as_written
 
     # --- the protocol -------------------------------------------------------------------------
 
@@ -93,14 +132,49 @@ class TwoGate(BaseDesign):
 
     def deduct(self, order: Order) -> Result:
         self.check(order)
-        refused = self.gate_one(order)
-        if refused is not None:
-            return refused
-        return self.gate_two(order)
+        admitted = self.gate_one(order)
+        if admitted is NOT_WARM:  # Redis lost its data (or was never warmed): re-warm, once
+            self._recover_redis(order)
+            admitted = self.gate_one(order)
+        if isinstance(admitted, Result):
+            return admitted
+        return self.gate_two(order, admitted.epoch)
+
+    def drain(self) -> None:
+        """Resolve the orders whose outcome was left unknown (the DB could not answer then)."""
+        self.settle_unknowns()
+
+    def settle_unknowns(self) -> int:
+        """Probe each order left unknown; give back what was not persisted. Returns how many
+        are still unknown (the database still does not answer)."""
+        with self._counter_lock:
+            waiting, self._unresolved = self._unresolved, []
+        still = []
+        for order, epoch, probe in waiting:
+            try:
+                done = persisted(self.lab.engine, probe)
+            except OutcomeUnknown:
+                still.append((order, epoch, probe))
+                continue
+            self._count("persisted" if done else "not_persisted")
+            if not done:
+                self.undo_gate_one(order, epoch)
+        with self._counter_lock:
+            self._unresolved.extend(still)
+        return len(still)
 
     def rewarm(self) -> dict[str, int]:
-        """After Redis lost its data: load stock from the DB again (as the article would)."""
-        return warm_up(self.lab)
+        """Load stock from the DB into Redis again: fenced by a new epoch (as written: a plain
+        overwrite, which hands out again the units of orders between the gates)."""
+        return warm_up(self.lab, fenced=self.fenced)
+
+    def _recover_redis(self, order: Order) -> None:
+        with self._rewarm_lock:  # one thread re-warms; the others find it done
+            stock_key = self.keys_for(order)[1]
+            if not self.lab.redis.hexists(stock_key, keys.EPOCH_FIELD):
+                self.rewarm()
+                with self._counter_lock:
+                    self.rewarms += 1
 
     def stock(self, sku: str) -> int:
         value = read_redis_stock(self.lab, [sku])[sku]
@@ -112,38 +186,59 @@ class TwoGate(BaseDesign):
         ns = self.lab.namespace
         return keys.anti_repeat_key(ns, order.order_id, order.sku), keys.stock_key(ns, order.sku)
 
-    def gate_one(self, order: Order) -> Result | None:
-        """Check in Redis; None means passed (stock decremented, code set)."""
+    def gate_one(self, order: Order) -> Admitted | Result:
+        """Check in Redis: Admitted (stock decremented, code set) or the refusal."""
         code_key, stock_key = self.keys_for(order)
         r = self.lab.redis
+        read_epoch = self.fenced
         if self.gate1 == "commands":
-            if not r.set(code_key, "1", nx=True, px=self.ttl_ms):
+            if read_epoch:  # SET NX and the epoch read in one round trip, before the decrement
+                pipe = r.pipeline(transaction=False)
+                pipe.set(code_key, "1", nx=True, px=self.ttl_ms)
+                pipe.hget(stock_key, keys.EPOCH_FIELD)
+                fresh, epoch = pipe.execute()
+            else:
+                fresh, epoch = r.set(code_key, "1", nx=True, px=self.ttl_ms), None
+            if not fresh:
                 return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
+            if read_epoch and epoch is None:
+                r.delete(code_key)
+                return NOT_WARM
             left = r.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
-            return self._settle(order, fresh=True, left=int(left))
+            return self._settle(order, fresh=True, left=int(left), epoch=epoch)
         if self.gate1 in ("pipeline", "multi"):
             pipe = r.pipeline(transaction=self.gate1 == "multi")
+            if read_epoch:  # read before the decrement: a re-warm in between refuses, never sells
+                pipe.hget(stock_key, keys.EPOCH_FIELD)
             pipe.set(code_key, "1", nx=True, px=self.ttl_ms)
             pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
-            fresh, left = pipe.execute()
-            return self._settle(order, fresh=bool(fresh), left=int(left))
+            replies = pipe.execute()
+            epoch = replies[0] if read_epoch else None
+            fresh, left = replies[-2:]
+            if read_epoch and epoch is None:  # the decrement hit a missing hash: no give-back
+                if fresh:
+                    r.delete(code_key)
+                return NOT_WARM
+            return self._settle(order, fresh=bool(fresh), left=int(left), epoch=epoch)
         return self._gate_one_watch(order, code_key, stock_key)
 
-    def _settle(self, order: Order, *, fresh: bool, left: int) -> Result | None:
+    def _settle(
+        self, order: Order, *, fresh: bool, left: int, epoch: str | None
+    ) -> Result | Admitted:
         """After a decrement-then-check: give back what a refused order took."""
         if self.gap_s:
             time.sleep(self.gap_s)  # widen the window in which others see the decrement
         code_key = self.keys_for(order)[0]
         if not fresh:  # the code was there: the decrement must not stand
-            self.compensate(order)
+            self.compensate(order, epoch)
             return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
         if left < 0:
-            self.compensate(order)
+            self.compensate(order, epoch)
             self.lab.redis.delete(code_key)  # not done: a retry must not look "already done"
             return Result(Outcome.SOLD_OUT, f"gate 1: HINCRBY gave {left}")
-        return None
+        return Admitted(epoch)
 
-    def _gate_one_watch(self, order: Order, code_key: str, stock_key: str) -> Result | None:
+    def _gate_one_watch(self, order: Order, code_key: str, stock_key: str) -> Result | Admitted:
         with self.lab.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -151,7 +246,11 @@ class TwoGate(BaseDesign):
                     if pipe.exists(code_key):
                         pipe.unwatch()
                         return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
-                    left = int(pipe.hget(stock_key, keys.STOCK_FIELD) or 0)
+                    left, epoch = pipe.hmget(stock_key, [keys.STOCK_FIELD, keys.EPOCH_FIELD])
+                    if self.fenced and epoch is None:
+                        pipe.unwatch()
+                        return NOT_WARM
+                    left = int(left or 0)
                     if left < order.qty:
                         pipe.unwatch()
                         return Result(Outcome.SOLD_OUT, f"gate 1: {left} left")
@@ -161,31 +260,72 @@ class TwoGate(BaseDesign):
                     pipe.set(code_key, "1", px=self.ttl_ms)
                     pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
                     pipe.execute()
-                    return None
+                    return Admitted(epoch if self.fenced else None)
                 except redis.WatchError:
                     with self._counter_lock:
                         self.watch_retries += 1
 
-    def gate_two(self, order: Order) -> Result:
+    def gate_two(self, order: Order, epoch: str | None = None) -> Result:
         """Persist the deduction: anti-repeat row + unconditional UPDATE, one transaction."""
+        return self._second_gate(
+            order,
+            epoch,
+            persist=lambda conn: self._persist(conn, order, epoch, fence=self.fenced),
+            probe=schema.anti_repeat.insert().values(code=order.anti_repeat_code),
+        )
+
+    def _second_gate(
+        self,
+        order: Order,
+        epoch: str | None,
+        *,
+        persist,
+        probe: sa.Insert,  # type: ignore[no-untyped-def]
+    ) -> Result:
+        """Run gate 2's transaction and settle every way it can end (see the module docstring)."""
         try:
-            in_transaction(self.lab.engine, lambda conn: self._persist(conn, order))
+            in_transaction(self.lab.engine, persist)
         except IntegrityError:
             if self.give_back_duplicates:
-                self.compensate(order)
+                self.compensate(order, epoch)
             return Result(Outcome.DUPLICATE, "gate 2: anti-repeat row exists")
         except GuardRefused:
-            self.compensate(order)
-            self.lab.redis.delete(self.keys_for(order)[0])
+            self.undo_gate_one(order, epoch)
             return Result(Outcome.SOLD_OUT, "gate 2: the DB guard refused what Redis let through")
-        except Exception:
-            self.compensate(order)
+        except StaleEpoch as stale:
+            # The copy that admitted this order was replaced by a re-warm that never counted it:
+            # nothing to give back (that would create stock); free the code for a retry.
             self.lab.redis.delete(self.keys_for(order)[0])
-            raise
+            self._count("stale_epoch")
+            return Result(Outcome.ERROR, f"gate 2: {stale}; nothing persisted, retry")
+        except Exception as exc:
+            if self.as_written:  # the article: an error is a failure, give everything back
+                self.undo_gate_one(order, epoch)
+                raise
+            return self._resolve(order, epoch, exc, probe)
         return Result(Outcome.ACCEPTED)
 
-    def _persist(self, conn: Connection, order: Order) -> None:
+    def _resolve(self, order: Order, epoch: str | None, exc: Exception, probe: sa.Insert) -> Result:
+        """An error after gate 2's statements were sent: ask the database before undoing."""
+        try:
+            done = persisted(self.lab.engine, probe)
+        except OutcomeUnknown as unknown:  # undo nothing now; `drain()` resolves it later
+            with self._counter_lock:
+                self._unresolved.append((order, epoch, probe))
+            raise OutcomeUnknown(f"gate 2: {unknown}") from exc
+        if done:
+            self._count("persisted")
+            return Result(Outcome.ACCEPTED, f"gate 2: reply lost ({describe(exc)}); it committed")
+        self._count("not_persisted")
+        self.undo_gate_one(order, epoch)
+        return Result(
+            Outcome.ERROR, f"gate 2: {describe(exc)}; nothing persisted, stock given back"
+        )
+
+    def _persist(self, conn: Connection, order: Order, epoch: str | None, *, fence: bool) -> None:
         conn.execute(schema.anti_repeat.insert().values(code=order.anti_repeat_code))
+        if fence:  # after the first write: on SQLite that write took the one writer's lock
+            check_epoch(conn, order.sku, epoch)
         left = schema.stock.c.num - order.qty
         update = sa.update(schema.stock).where(schema.stock.c.sku == order.sku).values(num=left)
         if self.db_guard:  # the last line: never below zero, whatever Redis believed
@@ -194,11 +334,21 @@ class TwoGate(BaseDesign):
             raise GuardRefused(order.anti_repeat_code)
         schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
 
-    def compensate(self, order: Order) -> None:
-        """Give back the stock gate 1 took for an order that does not go through."""
-        give_back(self.lab, order.sku, order.qty)
+    def compensate(self, order: Order, epoch: str | None = None) -> None:
+        """Give back the stock gate 1 took for an order that does not go through (fenced: only
+        to the copy that took it)."""
+        give_back(self.lab, order.sku, order.qty, epoch if self.fenced else None)
         with self._counter_lock:
             self.given_back += 1
+
+    def undo_gate_one(self, order: Order, epoch: str | None) -> None:
+        """The order is not done: give its stock back and free its code for a retry."""
+        self.compensate(order, epoch)
+        self.lab.redis.delete(self.keys_for(order)[0])
+
+    def _count(self, what: str) -> None:
+        with self._counter_lock:
+            self.resolved[what] += 1
 
 
 @register

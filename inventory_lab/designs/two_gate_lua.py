@@ -5,7 +5,9 @@ sets the key in one step on the server: one round trip, no negative stock seen b
 to give back on a refusal. It is loaded once and called by SHA (EVALSHA); after a restart or
 SCRIPT FLUSH the server answers NOSCRIPT and redis-py's Script reloads it and calls again. Both
 keys carry the SKU's hash tag, so on a cluster they share a slot. A duplicate that only gate 2
-catches gives the Redis stock back (the fix the article leaves out).
+catches gives the Redis stock back (the fix the article leaves out). The script also answers with
+the epoch of the stock copy it decided on, and "not warm" when the hash has none (Redis lost its
+data): see `two_gate` for what the design does with both.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 from inventory_lab.designs.base import register
-from inventory_lab.designs.two_gate import DEFAULT_TTL_MS, TwoGate
-from inventory_lab.errors import InvalidOrder
+from inventory_lab.designs.two_gate import DEFAULT_TTL_MS, NOT_WARM, Admitted, TwoGate
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.scripts import lua_source
 
-DUPLICATE, SOLD_OUT, UNKNOWN_SKU = -1, -2, -3
+DUPLICATE, SOLD_OUT, NOT_WARMED = -1, -2, -3
 
 
 @register
@@ -36,18 +37,24 @@ class TwoGateLua(TwoGate):
         ttl_ms: int = DEFAULT_TTL_MS,
         give_back_duplicates: bool = True,
         db_guard: bool = False,
+        as_written: bool = False,
     ) -> None:
         super().__init__(
-            lab, ttl_ms=ttl_ms, give_back_duplicates=give_back_duplicates, db_guard=db_guard
+            lab,
+            ttl_ms=ttl_ms,
+            give_back_duplicates=give_back_duplicates,
+            db_guard=db_guard,
+            as_written=as_written,
         )
         self.script = lab.redis.register_script(lua_source("gate1"))
 
-    def gate_one(self, order: Order) -> Result | None:
-        left = int(self.script(keys=list(self.keys_for(order)), args=[order.qty, self.ttl_ms]))
+    def gate_one(self, order: Order) -> Admitted | Result:
+        left, epoch = self.script(keys=list(self.keys_for(order)), args=[order.qty, self.ttl_ms])
+        left = int(left)
         if left == DUPLICATE:
             return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
         if left == SOLD_OUT:
             return Result(Outcome.SOLD_OUT, "gate 1: not enough stock")
-        if left == UNKNOWN_SKU:
-            raise InvalidOrder(f"unknown SKU {order.sku!r} (no stock in Redis)")
-        return None
+        if left == NOT_WARMED:
+            return NOT_WARM
+        return Admitted(str(epoch) if self.fenced else None)

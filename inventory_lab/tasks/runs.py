@@ -35,7 +35,7 @@ def drain_rate(
     design.setup({"sku-hot": tasks})
     try:
         for i in range(tasks):
-            design.gate_two(Order(f"d-{i}", "sku-hot", 1))  # record tasks directly
+            design.store.add(Order(f"d-{i}", "sku-hot", 1))  # record tasks directly
         start = time.perf_counter()
         design.drain()
         seconds = time.perf_counter() - start
@@ -116,10 +116,10 @@ def failure_run(
             if isinstance(crashed_list, list):
                 crashed = list(crashed_list)
             design.drain()
-        before = check_lab(lab, initial, records, redis_view=True, pending=design.pending())
-        drift_before = reconcile(lab, pending=design.pending(), repair=True)
-        drift_after = reconcile(lab, pending=design.pending())
-        after = check_lab(lab, initial, records, redis_view=True, pending=design.pending())
+        before = check_lab(lab, initial, records, redis_view=True)
+        drift_before = reconcile(lab, repair=True)
+        drift_after = reconcile(lab)
+        after = check_lab(lab, initial, records, redis_view=True)
         counters = design.engine.counters.as_dict()
         tasks = design.store.frame()
     finally:

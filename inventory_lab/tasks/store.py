@@ -10,31 +10,42 @@ Life cycle (the article's codes 0 and 100; the rest are the lab's):
                         |  \\--apply fails--> FAILED 300 --backoff--> NEW 0 (attempts < K)
                         |                                 \\--------> DEAD 400 (attempts >= K)
                         \\--lease expired (unlock worker, start-up recovery)--> NEW 0
+    a row that is not a valid order (a poison task) --claim--> DEAD 400 with its error
 
 Claiming one task is `UPDATE … SET status = 100 … WHERE id = :id AND status = 0`: of two workers
 racing for it, exactly one updates a row. Batch claiming on PostgreSQL and MariaDB takes
 `SELECT … FOR UPDATE SKIP LOCKED` first. Completion is a compare-and-set on id, owner and
-status, so a worker whose lease ran out cannot mark done a task another worker now holds.
+status, so a worker whose lease ran out cannot mark done a task another worker now holds; `renew`
+is the same compare-and-set, run before applying, so a worker never applies a task it lost.
 Every claim, completion and unlock goes through `backends.in_transaction`, which re-runs a
 transaction the database chose as a deadlock victim (MariaDB does, under SKIP LOCKED batches).
-Times are epoch seconds (float) taken on this machine: the lab's workers share one clock.
+
+Times are epoch seconds on the *database's* clock (`backends.db_now`): leases and backoffs compare
+times that different workers wrote, and a worker whose clock runs fast must not steal a task.
+Owners are `node:boot:worker` and start-up recovery matches its node and boot exactly (a prefix
+compared byte for byte, never a LIKE pattern: `_` and `%` are legal in a node name).
+
+"Pending" means *not yet applied*: a NEW, LOCKED or FAILED task whose anti-repeat row is not in
+the database. A task can be applied and still look NEW (its worker lost the lease while applying,
+so its completion failed); counting it as pending would subtract it twice from Redis at re-warm.
 """
 
 from __future__ import annotations
 
 import enum
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from inventory_lab.backends import in_transaction
+from inventory_lab import schema
+from inventory_lab.backends import db_now, in_transaction
+from inventory_lab.errors import InvalidOrder
 from inventory_lab.orders import Order
-from inventory_lab.schema import key_string
 
 
 class Status(enum.IntEnum):
@@ -56,24 +67,33 @@ class Task:
     attempts: int
 
 
-def _task_table(metadata: sa.MetaData, shard: int) -> sa.Table:
-    return sa.Table(
-        f"tasks_{shard}",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("code", key_string(130), nullable=False, unique=True),  # order id:sku
-        sa.Column("order_id", key_string(64), nullable=False),
-        sa.Column("sku", key_string(64), nullable=False),
-        sa.Column("qty", sa.Integer, nullable=False),
-        sa.Column("status", sa.Integer, nullable=False, default=int(Status.NEW)),
-        sa.Column("attempts", sa.Integer, nullable=False, default=0),
-        sa.Column("last_error", sa.String(200), nullable=True),
-        sa.Column("lock_owner", sa.String(64), nullable=True),
-        sa.Column("created_time", sa.Double, nullable=False),
-        sa.Column("modify_time", sa.Double, nullable=False),
-        sa.Column("done_time", sa.Double, nullable=True),
-        sa.Index(f"ix_tasks_{shard}_status", "status", "modify_time"),
-    )
+def unapplied_tasks_query(tables: Sequence[sa.Table]) -> sa.Subquery | None:
+    """One subquery over every shard: (order_id, sku, qty) of each task not yet applied.
+
+    One statement is one snapshot, so it can be read together with the stock (see
+    `redis_stock.redis_target`). Needs the anti-repeat table in the shards' database.
+    """
+    if not tables:
+        return None
+    code = schema.anti_repeat.c.code
+    parts = [
+        sa.select(t.c.order_id, t.c.sku, t.c.qty).where(
+            t.c.status.in_([int(s) for s in PENDING]),
+            ~sa.exists().where(code == t.c.code),
+        )
+        for t in tables
+    ]
+    return sa.union_all(*parts).subquery("unapplied")
+
+
+def unapplied_tasks(conn: Connection, tables: Sequence[sa.Table]) -> pd.DataFrame:
+    query = unapplied_tasks_query(tables)
+    rows = [] if query is None else conn.execute(query.select()).all()
+    return pd.DataFrame(rows, columns=["order_id", "sku", "qty"])
+
+
+def units_by_sku(tasks: pd.DataFrame) -> dict[str, int]:
+    return {sku: int(qty) for sku, qty in tasks.groupby("sku")["qty"].sum().items() if qty}
 
 
 class TaskStore:
@@ -87,7 +107,7 @@ class TaskStore:
             raise ValueError("at least one engine is needed")
         self.shards = shards
         self.metadata = sa.MetaData()
-        self.tables = [_task_table(self.metadata, n) for n in range(shards)]
+        self.tables = [schema.task_table(self.metadata, n) for n in range(shards)]
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -106,26 +126,34 @@ class TaskStore:
 
     # --- writing tasks ------------------------------------------------------------------------
 
+    def insert_statement(self, order: Order) -> sa.Insert:
+        """The task row of an accepted deduction, NEW, stamped on the database's clock."""
+        return (
+            self.tables[self.shard_of(order.order_id)]
+            .insert()
+            .values(
+                code=order.anti_repeat_code,
+                order_id=order.order_id,
+                sku=order.sku,
+                qty=order.qty,
+                status=int(Status.NEW),
+                attempts=0,
+                created_time=db_now(),
+                modify_time=db_now(),
+            )
+        )
+
     def add(self, order: Order) -> int:
         """Record an accepted deduction as a NEW task; returns its shard. Durable on return."""
         shard = self.shard_of(order.order_id)
-        now = time.time()
         with self.engine_of(shard).begin() as conn:
-            conn.execute(
-                self.tables[shard]
-                .insert()
-                .values(
-                    code=order.anti_repeat_code,
-                    order_id=order.order_id,
-                    sku=order.sku,
-                    qty=order.qty,
-                    status=int(Status.NEW),
-                    attempts=0,
-                    created_time=now,
-                    modify_time=now,
-                )
-            )
+            conn.execute(self.insert_statement(order))
         return shard
+
+    def has_task(self, conn: Connection, order: Order) -> bool:
+        table = self.tables[self.shard_of(order.order_id)]
+        found = conn.execute(sa.select(table.c.id).where(table.c.code == order.anti_repeat_code))
+        return found.first() is not None
 
     # --- claiming -----------------------------------------------------------------------------
 
@@ -144,17 +172,16 @@ class TaskStore:
         """The article's claim: `SET status = 100 WHERE id = :id AND status = 0`."""
         table = self.tables[shard]
 
-        def work(conn: Connection) -> Task | None:
+        def work(conn: Connection) -> list[sa.Row[Any]]:
             claimed = conn.execute(
                 sa.update(table)
                 .where(table.c.id == task_id, table.c.status == int(Status.NEW))
-                .values(status=int(Status.LOCKED), lock_owner=owner, modify_time=time.time())
+                .values(status=int(Status.LOCKED), lock_owner=owner, modify_time=db_now())
             ).rowcount
-            if claimed != 1:
-                return None
-            return self._load(conn, shard, [task_id])[0]
+            return self._rows(conn, shard, [task_id]) if claimed == 1 else []
 
-        return in_transaction(self.engine_of(shard), work)
+        tasks = self._tasks(shard, owner, in_transaction(self.engine_of(shard), work))
+        return tasks[0] if tasks else None
 
     def claim_batch(self, shard: int, owner: str, limit: int) -> list[Task]:
         """Claim up to `limit` NEW tasks in one transaction with FOR UPDATE SKIP LOCKED.
@@ -166,7 +193,7 @@ class TaskStore:
             raise NotImplementedError("SQLite has no SELECT … FOR UPDATE SKIP LOCKED")
         table = self.tables[shard]
 
-        def work(conn: Connection) -> list[Task]:
+        def work(conn: Connection) -> list[sa.Row[Any]]:
             ids = list(
                 conn.execute(
                     sa.select(table.c.id)
@@ -181,20 +208,38 @@ class TaskStore:
             conn.execute(
                 sa.update(table)
                 .where(table.c.id.in_(ids))
-                .values(status=int(Status.LOCKED), lock_owner=owner, modify_time=time.time())
+                .values(status=int(Status.LOCKED), lock_owner=owner, modify_time=db_now())
             )
-            return self._load(conn, shard, ids)
+            return self._rows(conn, shard, ids)
 
-        return in_transaction(engine, work)
+        return self._tasks(shard, owner, in_transaction(engine, work))
 
-    def _load(self, conn: Connection, shard: int, ids: list[int]) -> list[Task]:
+    def _rows(self, conn: Connection, shard: int, ids: list[int]) -> list[sa.Row[Any]]:
         table = self.tables[shard]
-        rows = conn.execute(
-            sa.select(table.c.id, table.c.order_id, table.c.sku, table.c.qty, table.c.attempts)
-            .where(table.c.id.in_(ids))
-            .order_by(table.c.id)
-        ).all()
-        return [Task(shard, r.id, Order(r.order_id, r.sku, r.qty), r.attempts) for r in rows]
+        return list(
+            conn.execute(
+                sa.select(table.c.id, table.c.order_id, table.c.sku, table.c.qty, table.c.attempts)
+                .where(table.c.id.in_(ids))
+                .order_by(table.c.id)
+            ).all()
+        )
+
+    def _tasks(self, shard: int, owner: str, rows: list[sa.Row[Any]]) -> list[Task]:
+        """Claimed rows as tasks. A row that is no valid order is buried as DEAD with its error,
+        outside the claim's transaction: validating inside it would roll the claim back and
+        leave the poison NEW, to be claimed again forever."""
+        tasks = []
+        for row in rows:
+            try:
+                order = Order(row.order_id, row.sku, row.qty)
+            except InvalidOrder as exc:
+                task = Task(shard, row.id, Order("poison", "poison", 1), row.attempts)
+                self._finish(
+                    task, owner, status=int(Status.DEAD), last_error=f"InvalidOrder: {exc}"[:200]
+                )
+                continue
+            tasks.append(Task(shard, row.id, order, row.attempts))
+        return tasks
 
     # --- finishing ----------------------------------------------------------------------------
 
@@ -208,14 +253,23 @@ class TaskStore:
                 table.c.lock_owner == owner,
                 table.c.status == int(Status.LOCKED),
             )
-            .values(modify_time=time.time(), **values)
+            .values(modify_time=db_now(), **values)
         )
         engine = self.engine_of(task.shard)
         return in_transaction(engine, lambda conn: conn.execute(statement).rowcount == 1)
 
+    def renew(self, task: Task, owner: str) -> bool:
+        """Extend the lease before applying; false if it was already lost (do not apply)."""
+        return self._finish(task, owner)
+
+    def release(self, task: Task, owner: str) -> bool:
+        """Give a claimed task back unapplied (the worker is stopping)."""
+        return self._finish(task, owner, status=int(Status.NEW), lock_owner=None)
+
     def complete(self, task: Task, owner: str) -> bool:
-        now = time.time()
-        return self._finish(task, owner, status=int(Status.DONE), done_time=now, lock_owner=None)
+        return self._finish(
+            task, owner, status=int(Status.DONE), done_time=db_now(), lock_owner=None
+        )
 
     def fail(self, task: Task, owner: str, error: str) -> bool:
         return self._finish(
@@ -230,22 +284,24 @@ class TaskStore:
     # --- the maintenance workers' statements -----------------------------------------------------
 
     def unlock_expired(self, lease_s: float, *, node: str | None = None, boot: str = "") -> int:
-        """Return to NEW every task LOCKED for longer than `lease_s`.
+        """Return to NEW every task LOCKED for longer than `lease_s` (database clock).
 
         With `node`, only that node's tasks from boots other than `boot`: start-up recovery,
         where the node knows its previous process is dead and need not wait for the lease.
         """
-        cutoff = time.time() - lease_s
         unlocked = 0
         for shard, table in enumerate(self.tables):
-            condition = [table.c.status == int(Status.LOCKED), table.c.modify_time <= cutoff]
+            condition = [
+                table.c.status == int(Status.LOCKED),
+                table.c.modify_time <= db_now() - lease_s,
+            ]
             if node is not None:
-                condition.append(table.c.lock_owner.like(f"{node}:%"))
-                condition.append(table.c.lock_owner.not_like(f"{node}:{boot}:%"))
+                condition.append(_starts_with(table.c.lock_owner, f"{node}:"))
+                condition.append(~_starts_with(table.c.lock_owner, f"{node}:{boot}:"))
             statement = (
                 sa.update(table)
                 .where(*condition)
-                .values(status=int(Status.NEW), lock_owner=None, modify_time=time.time())
+                .values(status=int(Status.NEW), lock_owner=None, modify_time=db_now())
             )
             unlocked += in_transaction(
                 self.engine_of(shard), lambda conn, st=statement: conn.execute(st).rowcount
@@ -257,10 +313,10 @@ class TaskStore:
 
         Returns (retried, dead).
         """
-        now = time.time()
         retried = dead = 0
         for shard, table in enumerate(self.tables):
             with self.engine_of(shard).begin() as conn:
+                now = conn.execute(sa.select(db_now())).scalar_one()
                 dead += conn.execute(
                     sa.update(table)
                     .where(table.c.status == int(Status.FAILED), table.c.attempts >= max_attempts)
@@ -306,14 +362,19 @@ class TaskStore:
         return totals
 
     def pending_by_sku(self) -> dict[str, int]:
-        """Units accepted but not yet persisted (NEW, LOCKED or FAILED tasks), per SKU."""
-        pending: dict[str, int] = {}
+        """Units accepted but not yet applied (see the module's docstring), per SKU."""
+        by_engine: dict[int, list[sa.Table]] = {}
         for shard, table in enumerate(self.tables):
-            with self.engine_of(shard).connect() as conn:
-                for sku, qty in conn.execute(
-                    sa.select(table.c.sku, sa.func.sum(table.c.qty))
-                    .where(table.c.status.in_([int(s) for s in PENDING]))
-                    .group_by(table.c.sku)
-                ):
-                    pending[sku] = pending.get(sku, 0) + int(qty)
+            by_engine.setdefault(shard % len(self.engines), []).append(table)
+        pending: dict[str, int] = {}
+        for index, tables in by_engine.items():
+            with self.engines[index].connect() as conn:
+                for sku, units in units_by_sku(unapplied_tasks(conn, tables)).items():
+                    pending[sku] = pending.get(sku, 0) + units
         return pending
+
+
+def _starts_with(column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
+    """`column` begins with `prefix`, compared exactly (no LIKE wildcards, case-sensitive on a
+    binary-collated column)."""
+    return sa.func.substr(column, 1, len(prefix)) == prefix

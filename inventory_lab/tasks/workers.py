@@ -1,16 +1,19 @@
 """The workers: executors that claim and apply tasks, the exception worker, the unlock worker.
 
-`TaskEngine` runs them as threads. Executors claim NEW tasks (one by one with the article's
-conditional update, or in batches with SKIP LOCKED), apply each through the `apply` callable
-(gate 2: anti-repeat row + stock update, idempotent, so applying twice is harmless) and complete
-it with a compare-and-set. The exception worker returns FAILED tasks to NEW after an exponential
-backoff and buries them as DEAD after `max_attempts`. The unlock worker returns tasks LOCKED longer
-than the lease to NEW. `start()` first recovers what an earlier process of the same node left
-locked. Every worker counts what it did in `counters`.
+`TaskEngine` runs them as threads. Executors claim NEW tasks (one at a time with the article's
+conditional update, just before applying it; or in batches with SKIP LOCKED, renewing each lease
+before applying), apply each through the `apply` callable (gate 2: anti-repeat row + stock
+update, idempotent, so applying twice is harmless) and complete it with a compare-and-set. The
+exception worker returns FAILED tasks to NEW after an exponential backoff and buries them as DEAD
+after `max_attempts`. The unlock worker returns tasks LOCKED longer than the lease to NEW.
+`start()` first recovers what an earlier process of the same node left locked; `stop()` hands
+back claimed tasks it has not started and waits until every worker has really stopped. Every
+worker counts what it did in `counters`.
 
 Two faults are built in, because only the engine knows where they bite: `kill_after_claim(n)`
-makes the next n executors die holding a claimed task, and `apply_fault` (see faults.py) can make
-the database refuse work for a while.
+makes the next n executors die holding a claimed task, and `pause_after_claim_s` makes executors
+stall between their last lease check and the apply (a GC pause, a swapped-out process), long
+enough for the lease to run out: the task is then applied twice, and only idempotence saves it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 
 from inventory_lab.orders import Order
@@ -97,6 +100,7 @@ class TaskEngine:
         self.node = node
         self.boot = uuid.uuid4().hex[:8]
         self.counters = EngineCounters()
+        self.pause_after_claim_s = 0.0  # set by the nemesis: stall after claiming, then apply
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._kills = 0
@@ -109,8 +113,9 @@ class TaskEngine:
         return any(t.is_alive() for t in self._threads)
 
     def start(self) -> TaskEngine:
-        if self._threads:
-            raise RuntimeError("engine already started")
+        if self.running:
+            raise RuntimeError("engine still running: stop() it first")
+        self._threads = []
         self.recover()
         self._stop.clear()
         for i in range(self.workers):
@@ -118,11 +123,17 @@ class TaskEngine:
         self._spawn(self._maintenance, f"{self.node}-maintenance")
         return self
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop every worker and wait for it; TimeoutError if one is still running (it keeps
+        `running` true, and `start()` refuses, until it has really stopped)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
-        self._threads = []
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if self._threads:
+            names = ", ".join(t.name for t in self._threads)
+            raise TimeoutError(f"still running after {timeout_s} s: {names}")
 
     def recover(self) -> int:
         """Start-up recovery: unlock what earlier boots of this node left LOCKED, at once."""
@@ -170,24 +181,37 @@ class TaskEngine:
         owner = self.owner(worker)
         done = 0
         for shard in range(self.store.shards) if shards is None else shards:
-            for task in self._claim(shard, owner):
+            for task in self._claimed(shard, owner):
                 self.counters.add("claimed")
                 self._maybe_die()
+                if self._stop.is_set():  # stopping: hand the rest back unapplied
+                    self.store.release(task, owner)
+                    continue
                 self._process(task, owner)
                 done += 1
         return done
 
-    def _claim(self, shard: int, owner: str) -> list[Task]:
+    def _claimed(self, shard: int, owner: str) -> Iterator[Task]:
+        """Claimed tasks, one at a time. The article's single claim takes a task just before it
+        is processed (claim what you can finish); a SKIP LOCKED batch is claimed up front, so
+        each task's lease is renewed before it is applied."""
         if self.claim_mode == "skip_locked":
-            return self.store.claim_batch(shard, owner, self.batch)
-        claimed = []
+            for task in self.store.claim_batch(shard, owner, self.batch):
+                if self.store.renew(task, owner):
+                    yield task
+                else:  # the lease ran out while earlier tasks of the batch were applied
+                    self.counters.add("lease_lost")
+            return
         for task_id in self.store.new_ids(shard, self.batch):
+            if self._stop.is_set():
+                return
             task = self.store.claim(shard, task_id, owner)
             if task is not None:  # another worker may have won it
-                claimed.append(task)
-        return claimed
+                yield task
 
     def _process(self, task: Task, owner: str) -> None:
+        if self.pause_after_claim_s:  # the nemesis: a worker stalls (GC, swap) holding its task
+            time.sleep(self.pause_after_claim_s)
         try:
             fresh = self.apply(task.order)
         except Exception as exc:  # any failure is a retryable task failure
