@@ -21,6 +21,8 @@ from typing import TypeVar
 
 import fakeredis
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -78,10 +80,16 @@ def mask_url(url: str) -> str:
 # --- Redis -------------------------------------------------------------------------------------
 
 
-def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redis:
+def redis_client(
+    url: str = FAKE_REDIS, *, timeout_s: float = 5.0, client_name: str | None = None
+) -> redis.Redis:
     """A Redis client for `fake`, `fake://NAME` (a separate in-process server) or `redis://…`.
 
     Clients of the same fake name share one in-process server, like clients of one real server.
+    A real client never resends a command by itself (redis-py can retry on a connection error):
+    after the connection dropped, the command may have run, and a blind resend of a gate-1 script
+    would find its own anti-repeat code and answer "duplicate". `client_name` (CLIENT SETNAME)
+    lets the lab's own connections be told apart on a shared server.
     """
     if url == FAKE_REDIS or url.startswith("fake://"):
         name = url.removeprefix("fake://") if url != FAKE_REDIS else "default"
@@ -101,6 +109,8 @@ def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redi
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             max_connections=256,
+            retry=Retry(NoBackoff(), 0),
+            client_name=client_name,
         )
         client.ping()
     except (ValueError, TypeError, redis.RedisError) as exc:
@@ -108,14 +118,19 @@ def redis_client(url: str = FAKE_REDIS, *, timeout_s: float = 5.0) -> redis.Redi
     return client
 
 
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @contextmanager
 def serve_fake_redis() -> Iterator[str]:
     """A fakeredis server on a loopback TCP port, for other processes; yields its redis:// URL."""
     from fakeredis import TcpFakeServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
     thread = threading.Thread(target=server.serve_forever, name="fake-redis-tcp", daemon=True)
     thread.start()

@@ -62,17 +62,23 @@ class SimulatedLostAck(Exception):
 
 @contextmanager
 def _crash_instead_of(
-    design: TwoGate, method: str, message: Callable[[Order], str], times: int | None
+    design: TwoGate,
+    method: str,
+    message: Callable[[Order], str],
+    times: int | None,
+    active: threading.Event | None = None,
 ) -> Iterator[list[Order]]:
     """Inside the block, `design.<method>(order, ...)` raises SimulatedCrash (the first `times`
-    times); yields the list of orders it crashed on, filled in as the run goes."""
+    times; only while `active` is set, if given); yields the list of orders it crashed on,
+    filled in as the run goes."""
     crashed: list[Order] = []
     lock = threading.Lock()
     original = getattr(design, method)
 
     def crash(order: Order, *args: Any) -> Any:
         with lock:
-            if times is not None and len(crashed) >= times:
+            spared = active is not None and not active.is_set()
+            if spared or (times is not None and len(crashed) >= times):
                 return original(order, *args)
             crashed.append(order)
         raise SimulatedCrash(message(order))
@@ -94,7 +100,7 @@ def crash_before_compensation(
 
 
 def crash_between_gates(
-    design: TwoGate, *, times: int | None = None
+    design: TwoGate, *, times: int | None = None, active: threading.Event | None = None
 ) -> AbstractContextManager[list[Order]]:
     """Inside the block, the app dies after gate 1 passed and before gate 2 (or the task insert).
 
@@ -102,7 +108,11 @@ def crash_between_gates(
     retry then meets the code and is told "duplicate" although nothing was persisted.
     """
     return _crash_instead_of(
-        design, "gate_two", lambda o: f"app died between the gates for {o.anti_repeat_code}", times
+        design,
+        "gate_two",
+        lambda o: f"app died between the gates for {o.anti_repeat_code}",
+        times,
+        active,
     )
 
 
@@ -254,45 +264,35 @@ def lost_commit_ack(engine: Engine, *, times: int = 1) -> Iterator[LostCommitAck
 # --- Redis -------------------------------------------------------------------------------------
 
 
-class RedisConnectionsKilled(_Switchable):
-    """While active, a command's connection is cut before or after the command is sent.
-
-    Installed on every connection the client's pool hands out, like `redis_meter`. A cut before
-    sending leaves the command unrun; a cut after lets it run and loses the reply. Either way the
-    client sees `redis.ConnectionError` and the connection is dropped, as after `CLIENT KILL`.
-    """
+class _ConnectionHook(_Switchable):
+    """Hooks every connection the client's pool hands out (as `redis_meter` does): `_sending`
+    runs before a command is sent, `_reading` before its reply is read."""
 
     def __init__(self, client: redis.Redis, probability: float = 1.0, seed: int = 0) -> None:
         super().__init__(probability, seed)
         self.client = client
         self._patched: list[Any] = []
 
+    def _sending(self, conn: Any, state: threading.local) -> None: ...
+
+    def _reading(self, conn: Any, state: threading.local) -> None: ...
+
     def _wrap(self, conn: Any) -> None:
         send, read = conn.send_packed_command, conn.read_response
-        cut_after = threading.local()
+        state = threading.local()
 
         def sending(*args: Any, **kwargs: Any) -> Any:
-            if self.strikes():
-                with self._lock:
-                    after = self._rng.random() < 0.5
-                if not after:
-                    conn.disconnect()
-                    raise redis.ConnectionError("connection killed before the command was sent")
-                cut_after.pending = True
+            self._sending(conn, state)
             return send(*args, **kwargs)
 
         def reading(*args: Any, **kwargs: Any) -> Any:
-            if getattr(cut_after, "pending", False):
-                cut_after.pending = False
-                time.sleep(0.001)  # let the server run it
-                conn.disconnect()
-                raise redis.ConnectionError("connection killed after the command was sent")
+            self._reading(conn, state)
             return read(*args, **kwargs)
 
         conn.send_packed_command, conn.read_response = sending, reading
         self._patched.append(conn)
 
-    def __enter__(self) -> RedisConnectionsKilled:
+    def __enter__(self) -> _ConnectionHook:
         pool = self.client.connection_pool
         original_get = pool.get_connection
 
@@ -309,3 +309,40 @@ class RedisConnectionsKilled(_Switchable):
         del self.client.connection_pool.get_connection
         for conn in self._patched:
             del conn.send_packed_command, conn.read_response
+
+
+class RedisConnectionsKilled(_ConnectionHook):
+    """While active, a command's connection is cut before or after the command is sent.
+
+    A cut before sending leaves the command unrun; a cut after lets it run and loses the reply.
+    Either way the client sees `redis.ConnectionError` and the connection is dropped, as after
+    `CLIENT KILL`.
+    """
+
+    def _sending(self, conn: Any, state: threading.local) -> None:
+        if not self.strikes():
+            return
+        with self._lock:
+            after = self._rng.random() < 0.5
+        if not after:
+            conn.disconnect()
+            raise redis.ConnectionError("connection killed before the command was sent")
+        state.cut = True
+
+    def _reading(self, conn: Any, state: threading.local) -> None:
+        if getattr(state, "cut", False):
+            state.cut = False
+            conn.disconnect()  # the command was sent (fakeredis has already run it)
+            raise redis.ConnectionError("connection killed after the command was sent")
+
+
+class RedisPaused(_ConnectionHook):
+    """While active, every command waits `pause_s` before it is sent (`CLIENT PAUSE`)."""
+
+    def __init__(self, client: redis.Redis, pause_s: float = 0.05) -> None:
+        super().__init__(client)
+        self.pause_s = pause_s
+
+    def _sending(self, conn: Any, state: threading.local) -> None:
+        if self.strikes():
+            time.sleep(self.pause_s)

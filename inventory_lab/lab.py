@@ -76,7 +76,7 @@ def open_lab(
     dialect = sql_dialect(db_url)
     engine = sql_engine(db_url, pool_size=pool_size)
     try:
-        client = redis_client(redis_url)
+        client = redis_client(redis_url, client_name=f"ilab-{namespace}")
     except BackendError:
         engine.dispose()
         raise

@@ -107,15 +107,20 @@ def run_workload(
     *,
     concurrency: int = 8,
     progress: bool = False,
+    t0: float | None = None,
 ) -> pd.DataFrame:
-    """Send every attempt through `concurrency` client threads; one record per attempt."""
+    """Send every attempt through `concurrency` client threads; one record per attempt.
+
+    Times are seconds since the clients started, or since `t0` (a `time.perf_counter()`
+    reading, e.g. the nemesis's) when given, so that other histories line up with the records.
+    """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     counter = itertools.count()  # next() on itertools.count is atomic under the GIL
     records: list[list[list[object]]] = [[] for _ in range(concurrency)]
     bar = tqdm(total=len(attempts), disable=not progress, desc=design.name, unit="order")
     go = threading.Event()  # every client starts at once, so none gets a head start
-    t0 = 0.0
+    zero = 0.0
 
     def client(index: int) -> None:
         mine = records[index]
@@ -139,8 +144,8 @@ def run_workload(
                         order.qty,
                         number,
                         index,
-                        start - t0,
-                        end - t0,
+                        start - zero,
+                        end - zero,
                         (end - start) * 1000.0,
                         result.outcome.value,
                         result.detail,
@@ -153,7 +158,7 @@ def run_workload(
     ]
     for thread in threads:
         thread.start()
-    t0 = time.perf_counter()
+    zero = time.perf_counter() if t0 is None else t0
     go.set()
     for thread in threads:
         thread.join()

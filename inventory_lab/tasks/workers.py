@@ -47,6 +47,7 @@ class EngineCounters:
     retried: int = 0
     dead: int = 0
     killed: int = 0
+    respawned: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -103,6 +104,8 @@ class TaskEngine:
         self.pause_after_claim_s = 0.0  # set by the nemesis: stall after claiming, then apply
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._executors: dict[int, threading.Thread] = {}
+        self._generation: dict[int, int] = {}  # how often each executor was respawned
         self._kills = 0
         self._kill_lock = threading.Lock()
 
@@ -119,7 +122,7 @@ class TaskEngine:
         self.recover()
         self._stop.clear()
         for i in range(self.workers):
-            self._spawn(self._executor, f"{self.node}-executor-{i}", i)
+            self._executors[i] = self._spawn(self._executor, f"{self.node}-executor-{i}", i)
         self._spawn(self._maintenance, f"{self.node}-maintenance")
         return self
 
@@ -156,14 +159,16 @@ class TaskEngine:
         return False
 
     def kill_after_claim(self, n: int = 1) -> None:
-        """The next `n` executors that claim a task die holding it (fault injection)."""
+        """The next `n` executors that claim a task die holding it (fault injection); 0 calls
+        off the kills still pending."""
         with self._kill_lock:
-            self._kills += n
+            self._kills = self._kills + n if n else 0
 
     # --- one unit of work (also what tests drive directly) ------------------------------------
 
     def owner(self, worker: int | str) -> str:
-        return f"{self.node}:{self.boot}:w{worker}"
+        generation = self._generation.get(worker, 0) if isinstance(worker, int) else 0
+        return f"{self.node}:{self.boot}:w{worker}" + (f".{generation}" if generation else "")
 
     def shards_of(self, index: int) -> list[int]:
         """The shards executor `index` serves first: its own when there are at least as many
@@ -249,10 +254,21 @@ class TaskEngine:
 
     # --- threads ------------------------------------------------------------------------------
 
-    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
+        return thread
+
+    def _respawn_dead_executors(self) -> None:
+        """The supervisor's part (systemd, Kubernetes): an executor that died is started again,
+        under a new owner name; the task it held waits for its lease to run out."""
+        for index, thread in list(self._executors.items()):
+            if not thread.is_alive() and not self._stop.is_set():
+                self._generation[index] = self._generation.get(index, 0) + 1
+                name = f"{self.node}-executor-{index}.{self._generation[index]}"
+                self._executors[index] = self._spawn(self._executor, name, index)
+                self.counters.add("respawned")
 
     def _executor(self, index: int) -> None:
         while not self._stop.is_set():
@@ -273,6 +289,7 @@ class TaskEngine:
     def _maintenance(self) -> None:
         period = max(min(self.lease_s, self.backoff_s or self.lease_s) / 2, self.poll_s)
         while not self._stop.wait(period):
+            self._respawn_dead_executors()
             try:
                 self.maintain_once()
             except Exception:

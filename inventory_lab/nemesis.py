@@ -1,0 +1,315 @@
+"""The nemesis: faults that strike while orders are in flight, at seeded random moments.
+
+A fault that strikes only between two quiet halves of a run proves little: the dangerous moments
+are when an order has passed gate 1 and not yet committed gate 2, or a task is claimed and not
+yet applied. The nemesis (Jepsen's name for it) runs in a thread beside the workload: it waits a
+seeded random gap, strikes, and repeats until the workload ends; then it heals everything. Each
+start and end is an event in its history, on the workload's clock, so a run's records and its
+faults can be read side by side.
+
+A fault is a *window* (switched on, later off: an outage, lost commit acknowledgements, killed or
+paused connections, a stalled worker, crashes between the gates, expired anti-repeat codes) or
+an *instant* (Redis loses its data, a re-warm, a worker dies, redis-server is killed and
+restarted). `FAULTS` lists them with what each needs.
+
+On real servers the Redis and database faults are the servers' own: `CLIENT KILL` of the lab's
+connections (found by their client name), `CLIENT PAUSE` and kill -9 + restart of a redis-server
+started for the purpose (`redis_server.RedisServer`, never a shared one), and
+`pg_terminate_backend` / MariaDB's `KILL CONNECTION` of the sessions on the lab's database. On the
+embedded default they are simulated at the client (faults.py).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import fakeredis
+import pandas as pd
+import redis
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from inventory_lab.designs.base import BaseDesign
+from inventory_lab.designs.task_engine import TaskEngineDesign
+from inventory_lab.designs.two_gate import TwoGate
+from inventory_lab.faults import (
+    DbOutage,
+    LostCommitAck,
+    RedisConnectionsKilled,
+    RedisPaused,
+    crash_between_gates,
+    expire_before_retry,
+)
+from inventory_lab.lab import Lab
+from inventory_lab.redis_server import RedisServer
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # "window" or "instant"
+    needs: str  # "redis" (a Redis design), "workers" (the task engine), "db server", ""
+    what: str
+
+
+FAULTS: dict[str, Fault] = {
+    "anti_repeat_expiry": Fault("window", "redis", "a resend finds its Redis anti-repeat code gone"),
+    "crash_between_gates": Fault("window", "redis", "the app dies after gate 1, before gate 2"),
+    "worker_crash": Fault("instant", "workers", "a task executor dies holding a claimed task"),
+    "worker_pause": Fault(
+        "window", "workers", "executors stall past their lease between claim and apply"
+    ),
+    "redis_data_loss": Fault("instant", "redis", "Redis loses the lab's keys (stock, codes)"),
+    "rewarm": Fault("instant", "redis", "an operator re-warms Redis from the database"),
+    "redis_kill": Fault("window", "redis", "the lab's Redis connections are killed"),
+    "redis_pause": Fault("window", "redis", "Redis pauses its clients (CLIENT PAUSE)"),
+    "redis_restart": Fault("instant", "redis", "redis-server is killed (-9) and restarted empty"),
+    "lost_commit_ack": Fault("window", "", "a COMMIT lands and its acknowledgement is lost"),
+    "db_outage": Fault("window", "", "every statement and commit fails, mid-transaction too"),
+    "db_kill": Fault("window", "db server", "the lab's database sessions are terminated"),
+}
+
+
+def applies(fault: str, design: type[BaseDesign], lab: Lab) -> bool:
+    """Whether `fault` has something to act on in `design` on `lab`'s backends."""
+    needs = FAULTS[fault].needs
+    if needs == "redis":
+        return issubclass(design, TwoGate)
+    if needs == "workers":
+        return issubclass(design, TaskEngineDesign)
+    if needs == "db server":
+        return lab.dialect != "sqlite"
+    return True
+
+
+def real_redis(lab: Lab) -> bool:
+    return not isinstance(lab.redis, fakeredis.FakeRedis)
+
+
+@dataclass(frozen=True)
+class NemesisEvent:
+    t_s: float  # seconds on the workload's clock (run_workload's t0)
+    event: str  # "start", "end" or "strike" (an instant)
+    fault: str
+    detail: str = ""
+
+
+class Nemesis:
+    """Strikes `fault` at seeded random moments while the block runs (see the module docstring).
+
+    `gap_s` and `length_s` bound the uniform random gap before each strike and the length of a
+    window. `server`: a redis-server of the caller's own, which `lab.redis` talks to, for the
+    real `redis_restart` and `redis_pause`.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        design: BaseDesign,
+        fault: str,
+        *,
+        seed: int = 0,
+        gap_s: tuple[float, float] = (0.01, 0.06),
+        length_s: tuple[float, float] = (0.01, 0.05),
+        server: RedisServer | None = None,
+    ) -> None:
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
+        if not applies(fault, type(design), lab):
+            raise ValueError(f"{fault} has nothing to act on in {design.name} on {lab.db_url}")
+        self.lab, self.design, self.fault = lab, design, fault
+        self.gap_s, self.length_s = gap_s, length_s
+        self.server = server
+        self.real = real_redis(lab)
+        if fault in ("redis_restart", "redis_pause") and self.real and server is None:
+            raise ValueError(f"{fault} on a real Redis needs a redis-server of its own (server=)")
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._stack = ExitStack()
+        self._thread: threading.Thread | None = None
+        self._active = threading.Event()  # the window faults' switch
+        self._lock = threading.Lock()
+        self.events: list[NemesisEvent] = []
+        self.t0 = time.perf_counter()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Nemesis:
+        self._install()
+        self.t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._loop, name="nemesis", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._heal()
+        self._stack.close()
+
+    @property
+    def strikes(self) -> int:
+        return sum(1 for e in self.events if e.event in ("start", "strike"))
+
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [vars(e) for e in self.events], columns=["t_s", "event", "fault", "detail"]
+        )
+
+    # --- the schedule -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._rng.uniform(*self.gap_s)):
+            try:
+                if FAULTS[self.fault].kind == "instant":
+                    self._record("strike", self._strike())
+                else:
+                    self._window(self._rng.uniform(*self.length_s))
+            except Exception as exc:  # a fault that could not strike is an event, not a crash
+                self._record("failed", f"{type(exc).__name__}: {exc}"[:200])
+
+    def _window(self, length: float) -> None:
+        self._record("start", self._open())
+        end = time.monotonic() + length
+        repeat = self._repeat()
+        while not self._stop.is_set() and time.monotonic() < end:
+            if repeat is not None:
+                repeat()
+            self._stop.wait(min(0.005, max(0.0, end - time.monotonic())))
+        self._close()
+        self._record("end")
+
+    def _record(self, event: str, detail: str = "") -> None:
+        with self._lock:
+            self.events.append(
+                NemesisEvent(round(time.perf_counter() - self.t0, 6), event, self.fault, detail)
+            )
+
+    # --- the faults ---------------------------------------------------------------------------
+
+    def _install(self) -> None:
+        """Hooks that stay for the whole run and strike only while `_active` is set."""
+        design, lab, active, seed = self.design, self.lab, self._active, self._rng.randrange(2**31)
+        if self.fault == "anti_repeat_expiry":
+            self._stack.enter_context(expire_before_retry(design, active))  # type: ignore[arg-type]
+        elif self.fault == "crash_between_gates":
+            self._stack.enter_context(crash_between_gates(design, active=active))  # type: ignore[arg-type]
+        elif self.fault == "lost_commit_ack":
+            self._hook(LostCommitAck(lab.engine, probability=0.5, seed=seed))
+        elif self.fault == "db_outage":
+            self._hook(DbOutage(lab.engine))
+        elif self.fault in ("redis_kill", "redis_restart") and not self.real:
+            self._hook(RedisConnectionsKilled(lab.redis, probability=0.3, seed=seed))
+        elif self.fault == "redis_pause" and not self.real:
+            self._hook(RedisPaused(lab.redis, pause_s=0.02))
+        if self.fault in ("redis_kill", "redis_pause") and self.real:
+            pool = lab.redis.connection_pool
+            kwargs = dict(pool.connection_kwargs)
+            kwargs.pop("client_name", None)  # a client of its own, never killed with the lab's
+            admin_pool = redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+            self._admin_redis = redis.Redis(connection_pool=admin_pool)
+            self._stack.callback(self._admin_redis.close)
+        if self.fault == "db_kill":
+            self._admin_db = sa.create_engine(lab.engine.url, poolclass=NullPool)
+            self._stack.callback(self._admin_db.dispose)
+
+    def _hook(self, fault: Any) -> None:
+        fault.active = self._active  # one switch for the hook and the schedule
+        self._stack.enter_context(fault)
+
+    def _open(self) -> str:
+        if self.fault == "worker_pause":
+            engine = self.design.engine  # type: ignore[attr-defined]
+            engine.pause_after_claim_s = 2 * engine.lease_s
+            return f"executors stall {engine.pause_after_claim_s:.2f} s after claiming"
+        if self.fault == "redis_pause" and self.real:
+            self._admin_redis.execute_command("CLIENT", "PAUSE", 50, "ALL")
+            return "CLIENT PAUSE 50 ALL"
+        self._active.set()
+        return ""
+
+    def _repeat(self) -> Callable[[], None] | None:
+        if self.fault == "redis_kill" and self.real:
+            return self._kill_redis_clients
+        if self.fault == "db_kill":
+            return self._kill_db_sessions
+        return None
+
+    def _close(self) -> None:
+        if self.fault == "worker_pause":
+            self.design.engine.pause_after_claim_s = 0.0  # type: ignore[attr-defined]
+        self._active.clear()
+
+    def _strike(self) -> str:
+        design, lab = self.design, self.lab
+        if self.fault == "worker_crash":
+            design.engine.kill_after_claim(1)  # type: ignore[attr-defined]
+            return "the next executor to claim a task dies holding it"
+        if self.fault == "redis_data_loss":
+            return f"{lab.clear_redis()} keys lost"
+        if self.fault == "rewarm":
+            design.rewarm()  # type: ignore[attr-defined]
+            return "re-warmed"
+        if self.fault == "redis_restart":
+            if self.real:
+                assert self.server is not None
+                self.server.restart()
+                return f"kill -9 and restart of redis-server :{self.server.port}"
+            keys_lost = lab.clear_redis()
+            self._active.set()  # every connection's next commands die, as after a restart
+            time.sleep(0.005)
+            self._active.clear()
+            return f"{keys_lost} keys lost, connections cut"
+        raise AssertionError(self.fault)
+
+    def _kill_redis_clients(self) -> None:
+        mine = f"ilab-{self.lab.namespace}"
+        for client in self._admin_redis.client_list(_type="normal"):
+            if client.get("name") == mine:
+                try:
+                    self._admin_redis.client_kill_filter(_id=client["id"])
+                except redis.ResponseError:
+                    pass  # it went by itself meanwhile
+
+    def _kill_db_sessions(self) -> None:
+        with self._admin_db.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+                return
+            ids = conn.execute(
+                sa.text(
+                    "SELECT id FROM information_schema.processlist "
+                    "WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+                )
+            ).scalars()
+            for session in list(ids):
+                try:
+                    conn.execute(sa.text("KILL CONNECTION :id"), {"id": int(session)})
+                except sa.exc.DBAPIError:
+                    pass  # it ended by itself meanwhile
+
+    def _heal(self) -> None:
+        """Every fault off, servers up, and no connection the fault broke left in a pool."""
+        self._close()
+        if self.fault == "db_kill":
+            self.lab.engine.dispose()
+        if self.fault in ("redis_kill", "redis_restart"):
+            self.lab.redis.connection_pool.disconnect()
+        if self.fault == "redis_restart" and self.real and self.server is not None:
+            if self.server.process is None or self.server.process.poll() is not None:
+                self.server.start()
+        if self.fault == "redis_pause" and self.real:
+            self._admin_redis.execute_command("CLIENT", "UNPAUSE")
+        if self.fault == "worker_crash":
+            self.design.engine.kill_after_claim(0)  # type: ignore[attr-defined]
