@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,9 @@ class Fault:
 
 
 FAULTS: dict[str, Fault] = {
-    "anti_repeat_expiry": Fault("window", "redis", "a resend finds its Redis anti-repeat code gone"),
+    "anti_repeat_expiry": Fault(
+        "window", "redis", "a resend finds its Redis anti-repeat code gone"
+    ),
     "crash_between_gates": Fault("window", "redis", "the app dies after gate 1, before gate 2"),
     "worker_crash": Fault("instant", "workers", "a task executor dies holding a claimed task"),
     "worker_pause": Fault(
@@ -272,10 +274,8 @@ class Nemesis:
         mine = f"ilab-{self.lab.namespace}"
         for client in self._admin_redis.client_list(_type="normal"):
             if client.get("name") == mine:
-                try:
+                with suppress(redis.ResponseError):  # it went by itself meanwhile
                     self._admin_redis.client_kill_filter(_id=client["id"])
-                except redis.ResponseError:
-                    pass  # it went by itself meanwhile
 
     def _kill_db_sessions(self) -> None:
         with self._admin_db.connect() as conn:
@@ -294,21 +294,20 @@ class Nemesis:
                 )
             ).scalars()
             for session in list(ids):
-                try:
+                with suppress(sa.exc.DBAPIError):  # it ended by itself meanwhile
                     conn.execute(sa.text("KILL CONNECTION :id"), {"id": int(session)})
-                except sa.exc.DBAPIError:
-                    pass  # it ended by itself meanwhile
 
     def _heal(self) -> None:
         """Every fault off, servers up, and no connection the fault broke left in a pool."""
         self._close()
+        server = self.server
+        down = server is not None and (server.process is None or server.process.poll() is not None)
+        if self.fault == "redis_restart" and self.real and down:
+            server.start()  # type: ignore[union-attr]
         if self.fault == "db_kill":
             self.lab.engine.dispose()
         if self.fault in ("redis_kill", "redis_restart"):
             self.lab.redis.connection_pool.disconnect()
-        if self.fault == "redis_restart" and self.real and self.server is not None:
-            if self.server.process is None or self.server.process.poll() is not None:
-                self.server.start()
         if self.fault == "redis_pause" and self.real:
             self._admin_redis.execute_command("CLIENT", "UNPAUSE")
         if self.fault == "worker_crash":
