@@ -2,8 +2,11 @@
 
 A fault that strikes only between two quiet halves of a run proves little: the dangerous moments
 are when an order has passed gate 1 and not yet committed gate 2, or a task is claimed and not
-yet applied. The nemesis (Jepsen's name for it) runs in a thread beside the workload: it waits a
-seeded random gap, strikes, and repeats until the workload ends; then it heals everything. Each
+yet applied. The nemesis (Jepsen's name for it) runs in a thread beside the workload and strikes
+several times per run, at seeded random moments; when the workload ends it heals everything.
+Its moments are measured in the workload's progress, not in seconds: "when attempt 37 starts",
+"until attempt 52 starts" (`run_workload(on_attempt=nemesis.on_attempt)`), so that every run
+gets its strikes while orders are in flight, on a fast idle machine as on a busy slow one. Each
 start and end is an event in its history, on the workload's clock, so a run's records and its
 faults can be read side by side.
 
@@ -93,6 +96,9 @@ def real_redis(lab: Lab) -> bool:
     return not isinstance(lab.redis, fakeredis.FakeRedis)
 
 
+HISTORY_COLUMNS = ["t_s", "event", "fault", "detail"]
+
+
 @dataclass(frozen=True)
 class NemesisEvent:
     t_s: float  # seconds on the workload's clock (run_workload's t0)
@@ -104,9 +110,11 @@ class NemesisEvent:
 class Nemesis:
     """Strikes `fault` at seeded random moments while the block runs (see the module docstring).
 
-    `gap_s` and `length_s` bound the uniform random gap before each strike and the length of a
-    window. `server`: a redis-server of the caller's own, which `lab.redis` talks to, for the
-    real `redis_restart` and `redis_pause`.
+    `attempts`: how many attempts the workload sends; the nemesis strikes `strikes` (a range)
+    times, the first at a random attempt in the first 30% of the run (while there is stock to
+    sell), the others in the first 90%, a window lasting `window` (a range, as a share of the
+    attempts). `server`: a redis-server of the caller's own, which
+    `lab.redis` talks to, for the real `redis_restart` and `redis_pause`.
     """
 
     def __init__(
@@ -115,9 +123,10 @@ class Nemesis:
         design: BaseDesign,
         fault: str,
         *,
+        attempts: int,
         seed: int = 0,
-        gap_s: tuple[float, float] = (0.01, 0.06),
-        length_s: tuple[float, float] = (0.01, 0.05),
+        strikes: tuple[int, int] = (3, 5),
+        window: tuple[float, float] = (0.03, 0.10),
         server: RedisServer | None = None,
     ) -> None:
         if fault not in FAULTS:
@@ -125,12 +134,14 @@ class Nemesis:
         if not applies(fault, type(design), lab):
             raise ValueError(f"{fault} has nothing to act on in {design.name} on {lab.db_url}")
         self.lab, self.design, self.fault = lab, design, fault
-        self.gap_s, self.length_s = gap_s, length_s
         self.server = server
         self.real = real_redis(lab)
         if fault in ("redis_restart", "redis_pause") and self.real and server is None:
             raise ValueError(f"{fault} on a real Redis needs a redis-server of its own (server=)")
         self._rng = random.Random(seed)
+        self.plan = self._schedule(attempts, strikes, window)
+        self._progress = threading.Condition()
+        self._started = 0  # attempts the workload has started
         self._stop = threading.Event()
         self._stack = ExitStack()
         self._thread: threading.Thread | None = None
@@ -150,6 +161,8 @@ class Nemesis:
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
+        with self._progress:
+            self._progress.notify_all()
         if self._thread is not None:
             self._thread.join()
         self._heal()
@@ -160,32 +173,61 @@ class Nemesis:
         return sum(1 for e in self.events if e.event in ("start", "strike"))
 
     def history(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            [vars(e) for e in self.events], columns=["t_s", "event", "fault", "detail"]
-        )
+        return pd.DataFrame([vars(e) for e in self.events], columns=HISTORY_COLUMNS)
 
     # --- the schedule -------------------------------------------------------------------------
 
+    def _schedule(
+        self, attempts: int, strikes: tuple[int, int], window: tuple[float, float]
+    ) -> list[tuple[int, int]]:
+        """(start, end) attempt numbers of each strike; end == start for an instant."""
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        plan = []
+        for n in range(self._rng.randint(*strikes)):
+            # the first strike early, while there is stock to sell; the others anywhere
+            start = self._rng.randrange(max(int(attempts * (0.3 if n == 0 else 0.9)), 1))
+            length = 0
+            if FAULTS[self.fault].kind == "window":
+                length = max(1, round(attempts * self._rng.uniform(*window)))
+            plan.append((start, min(start + length, attempts - 1)))
+        return sorted(plan)
+
+    def on_attempt(self, index: int) -> None:
+        """The workload started attempt `index` (pass as `run_workload(on_attempt=...)`)."""
+        with self._progress:
+            if index + 1 > self._started:
+                self._started = index + 1
+                self._progress.notify_all()
+
+    def _reached(self, attempt: int, *, repeat: Callable[[], None] | None = None) -> bool:
+        """Wait until the workload starts `attempt` (False: the run ended first), running
+        `repeat` every 5 ms meanwhile."""
+        with self._progress:
+            while self._started <= attempt and not self._stop.is_set():
+                if repeat is not None:
+                    self._progress.release()
+                    try:
+                        repeat()
+                    finally:
+                        self._progress.acquire()
+                self._progress.wait(0.005)
+            return not self._stop.is_set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self._rng.uniform(*self.gap_s)):
+        for start, end in self.plan:
+            if not self._reached(start):
+                return
             try:
                 if FAULTS[self.fault].kind == "instant":
-                    self._record("strike", self._strike())
-                else:
-                    self._window(self._rng.uniform(*self.length_s))
+                    self._record("strike", self.strike())
+                    continue
+                self._record("start", self._open())
+                self._reached(end, repeat=self._repeat())
+                self._close()
+                self._record("end")
             except Exception as exc:  # a fault that could not strike is an event, not a crash
                 self._record("failed", f"{type(exc).__name__}: {exc}"[:200])
-
-    def _window(self, length: float) -> None:
-        self._record("start", self._open())
-        end = time.monotonic() + length
-        repeat = self._repeat()
-        while not self._stop.is_set() and time.monotonic() < end:
-            if repeat is not None:
-                repeat()
-            self._stop.wait(min(0.005, max(0.0, end - time.monotonic())))
-        self._close()
-        self._record("end")
 
     def _record(self, event: str, detail: str = "") -> None:
         with self._lock:
@@ -238,9 +280,9 @@ class Nemesis:
 
     def _repeat(self) -> Callable[[], None] | None:
         if self.fault == "redis_kill" and self.real:
-            return self._kill_redis_clients
+            return self.kill_redis_clients
         if self.fault == "db_kill":
-            return self._kill_db_sessions
+            return self.kill_db_sessions
         return None
 
     def _close(self) -> None:
@@ -248,7 +290,8 @@ class Nemesis:
             self.design.engine.pause_after_claim_s = 0.0  # type: ignore[attr-defined]
         self._active.clear()
 
-    def _strike(self) -> str:
+    def strike(self) -> str:
+        """Strike an instant fault now; returns what happened."""
         design, lab = self.design, self.lab
         if self.fault == "worker_crash":
             design.engine.kill_after_claim(1)  # type: ignore[attr-defined]
@@ -270,14 +313,14 @@ class Nemesis:
             return f"{keys_lost} keys lost, connections cut"
         raise AssertionError(self.fault)
 
-    def _kill_redis_clients(self) -> None:
+    def kill_redis_clients(self) -> None:
         mine = f"ilab-{self.lab.namespace}"
         for client in self._admin_redis.client_list(_type="normal"):
             if client.get("name") == mine:
                 with suppress(redis.ResponseError):  # it went by itself meanwhile
                     self._admin_redis.client_kill_filter(_id=client["id"])
 
-    def _kill_db_sessions(self) -> None:
+    def kill_db_sessions(self) -> None:
         with self._admin_db.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(

@@ -30,6 +30,7 @@ OUTCOME_COLOURS: dict[str, str] = {
     Outcome.REJECTED.value: "#e9c46a",
     Outcome.THROTTLED.value: "#f4a261",
     Outcome.ERROR.value: "#d62828",
+    Outcome.UNKNOWN.value: "#7b2cbf",
 }
 # The report's count column for each outcome, in the order bars are stacked.
 OUTCOME_COLUMNS: dict[str, str] = {
@@ -39,6 +40,7 @@ OUTCOME_COLUMNS: dict[str, str] = {
     Outcome.REJECTED.value: "rejected",
     Outcome.THROTTLED.value: "throttled",
     Outcome.ERROR.value: "errors",
+    Outcome.UNKNOWN.value: "unknown",
 }
 _RETRY_HATCH = "////"
 _MARKERS = ["o", "s", "^", "D", "v", "P"]
@@ -712,7 +714,8 @@ def review_heatmap(
     and columns keep the order of their first appearance; the source line comes from the frame's
     redis, db and machine columns unless `source` is given.
     """
-    designs = list(dict.fromkeys(frame["design"]))
+    label = "row" if "row" in frame else "design"  # a review's rows: a design and its variant
+    designs = list(dict.fromkeys(frame[label]))
     faults = list(dict.fromkeys(frame["fault"]))
     if ax is None:
         _, ax = plt.subplots(
@@ -725,7 +728,7 @@ def review_heatmap(
     worst = [names[0] if names else None for names in broken]
     unexpected = False
     for (_, cell), names, top in zip(frame.iterrows(), broken, worst, strict=True):
-        x, y = faults.index(cell["fault"]), designs.index(cell["design"])
+        x, y = faults.index(cell["fault"]), designs.index(cell[label])
         colour = _CLEAN_COLOUR if top is None else _BROKEN_COLOURS.get(top, "0.5")
         ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, edgecolor="white", lw=2))
         if not cell.get("applies", True):

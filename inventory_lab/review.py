@@ -1,29 +1,27 @@
-"""The design review matrix: every design under every fault, checked, with written expectations.
+"""The design review matrix: every design under every fault, several seeds, written expectations.
 
-A cell runs one design with one fault switched on (fixed seed, a small hot workload, several
-clients), drains, checks the invariants, reconciles Redis with the DB (repairing) and checks again.
-`EXPECTED_BREAKS` and `EXPECTED_DRIFT` write down what each design is expected to get wrong;
-`verdict` compares a cell with them, and the tests fail when a run disagrees.
+A *row* is a design with its options: each design as the lab recommends it, each Redis design
+also with the database guard (`+guard`: gate 2's `UPDATE … WHERE num - q >= 0`), and the
+article's handling of mid-flight faults (`as written`: any gate-2 error gives the stock back, a
+re-warm overwrites Redis unfenced) for the designs the article describes. A *fault* is either in
+the workload (clients resend orders; replies are lost) or struck by the nemesis (nemesis.py)
+while orders are in flight, several times per run at seeded moments.
 
-The faults (the lab's "nemesis"):
-- `none`; `duplicate`: clients resend orders; `lost_reply`: the reply to a command that ran is
-  lost and the client resends;
-- `anti_repeat_expiry`: a resend arrives after the Redis anti-repeat code expired;
-- `crash_between_gates`: the app dies after gate 1, before gate 2 / the task insert (4 orders);
-- `worker_crash`: two task workers die holding claimed tasks;
-- `redis_data_loss`: halfway, Redis loses the lab's keys (as a restart without persistence does);
-  the design re-warms stock from the DB;
-- `db_outage`: the database refuses every statement for a while.
-A fault that has nothing to act on in a design (no Redis, no workers) leaves the run as `none`
-would, and the cell says so (`applies` False).
+A cell runs its row under its fault once per seed: a small hot workload (seeded too) through
+several clients, with the nemesis striking; then heals, drains, checks the invariants, reconciles
+Redis with the database (repairing) and checks again. The cell's verdict is the *worst* seen over
+its seeds. `expectation()` writes down, with the reason, what each cell must show, may show, and
+must never show; `verdict` compares the worst seen with it, and the tests fail when a run
+disagrees. A finding that shows in some seeds and not in others is written as "may", never
+retried away.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from contextlib import AbstractContextManager, ExitStack, nullcontext
-from dataclasses import asdict, dataclass, replace
+from contextlib import ExitStack, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,220 +29,415 @@ import duckdb
 import pandas as pd
 from tqdm import tqdm
 
+from inventory_lab import nemesis
+from inventory_lab.backends import redis_client
 from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.designs import design_class, design_names
+from inventory_lab.designs import design_class
 from inventory_lab.designs.base import BaseDesign
-from inventory_lab.designs.task_engine import TaskEngineDesign
-from inventory_lab.designs.two_gate import TwoGate
 from inventory_lab.experiment import machine
-from inventory_lab.faults import (
-    crash_between_gates,
-    db_outage,
-    expire_before_retry,
-)
 from inventory_lab.lab import Lab
 from inventory_lab.reconcile import reconcile
+from inventory_lab.redis_server import RedisServer, available
 from inventory_lab.workload import Workload, run_workload
 
-FAULTS = (
-    "none",
-    "duplicate",
-    "lost_reply",
-    "anti_repeat_expiry",
-    "crash_between_gates",
-    "worker_crash",
-    "redis_data_loss",
-    "db_outage",
-)
+WORKLOAD_FAULTS = ("none", "duplicate", "lost_reply")
+FAULTS = (*WORKLOAD_FAULTS, *nemesis.FAULTS)
 RECOMMENDED = "task_engine"
 INVARIANTS = ("oversold", "double_deducted", "lost", "unaccounted")
-BASE_WORKLOAD = Workload(orders=200, skus=2, stock=40, skew=1.1, seed=7)
-RESENDING = {"duplicate", "anti_repeat_expiry", "redis_data_loss", "crash_between_gates"}
+BASE_WORKLOAD = Workload(orders=150, skus=2, stock=40, skew=1.1, seed=7)
+CONCURRENCY = 6
+REDIS_DESIGNS = (
+    "two_gate",
+    "two_gate_pipeline",
+    "two_gate_multi",
+    "two_gate_watch",
+    "two_gate_lua",
+    "task_engine",
+)
+AS_WRITTEN = ("two_gate", "two_gate_lua", "task_engine")  # the article's own designs
 
-# What each design gets wrong after drain + reconciliation; every cell not listed: nothing.
-# naive's lost updates oversell and leave stock that the ledger does not explain; every resend
-# deducts again.
-_NAIVE = {"oversold", "unaccounted"}
-_NAIVE_RESENT = {"oversold", "unaccounted", "double_deducted"}
-EXPECTED_BREAKS: dict[str, dict[str, set[str]]] = {
-    "naive": {
-        fault: (_NAIVE_RESENT if fault in RESENDING | {"lost_reply"} else _NAIVE)
-        for fault in FAULTS
-    },
-}
-# Findings that may or may not show, run to run: naive during a DB outage sells so little that
-# its race may not reach the stock limit.
-EXPECTED_MAYBE: dict[tuple[str, str], set[str]] = {("naive", "db_outage"): _NAIVE}
-# Cells where Redis and the DB disagree before reconciliation (the repair then fixes them).
+
+@dataclass(frozen=True)
+class Row:
+    design: str
+    variant: str = ""  # "", "guard" or "as written"
+
+    @property
+    def label(self) -> str:
+        return (
+            self.design + {"": "", "guard": " +guard", "as written": " (as written)"}[self.variant]
+        )
+
+    def options(self, concurrency: int) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.design == "naive":  # rounds of all clients: the race happens on every run
+            options.update(lockstep=concurrency, lockstep_timeout_s=0.5)
+        if self.design == RECOMMENDED:
+            options.update(lease_s=0.3, backoff_s=0.02, max_attempts=50)
+        if self.variant == "guard":
+            options["db_guard"] = True
+        if self.variant == "as written":
+            options["as_written"] = True
+        return options
+
+
+ROWS: tuple[Row, ...] = (
+    Row("naive"),
+    Row("db_only"),
+    *(Row(name, variant) for name in REDIS_DESIGNS for variant in ("", "guard")),
+    *(Row(name, "as written") for name in AS_WRITTEN),
+)
+
+
+def row_named(label: str) -> Row:
+    for row in ROWS:
+        if row.label == label:
+            return row
+    known = ", ".join(row.label for row in ROWS)
+    raise ValueError(f"unknown row {label!r}; choose one of: {known}")
+
+
+# --- what each cell is expected to show -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    must: frozenset[str] = frozenset()  # invariants broken (after reconciliation) in the worst
+    may: frozenset[str] = frozenset()  # invariants that may be broken
+    drift: str = "never"  # Redis vs DB before the repair: "must", "may" or "never"
+    why: str = ""
+
+
+_NAIVE = frozenset({"oversold", "unaccounted"})
 _DECREMENT_KEPT = ("two_gate", "two_gate_pipeline", "two_gate_multi", "two_gate_watch")
-EXPECTED_DRIFT: set[tuple[str, str]] = {
-    *((name, "crash_between_gates") for name in (*_DECREMENT_KEPT, "two_gate_lua", RECOMMENDED)),
-    *((name, "anti_repeat_expiry") for name in _DECREMENT_KEPT),
-    *((name, "redis_data_loss") for name in _DECREMENT_KEPT),
-}
+_RESENT = frozenset({"duplicate", "lost_reply"})
+
+
+def expectation(row: Row, fault: str) -> Expectation:
+    """What the cell (row, fault) must, may and must never show, and why."""
+    design, variant = row.design, row.variant
+    if design == "naive":
+        if fault in ("db_outage", "db_kill"):
+            return Expectation(
+                may=_NAIVE | {"double_deducted"},
+                why="lost updates oversell while the database answers; during the outage few "
+                "orders get through, so a run may end before the race reaches the stock",
+            )
+        if fault in _RESENT:
+            return Expectation(
+                must=_NAIVE | {"double_deducted"},
+                why="lock-step clients lose updates; without an anti-repeat code every resend "
+                "deducts again",
+            )
+        return Expectation(
+            must=_NAIVE,
+            may=frozenset({"double_deducted"}),
+            why="lock-step clients lose updates; a resend after an error may deduct again",
+        )
+    drift = "never"
+    may: set[str] = set()
+    why = []
+    if design != "db_only":
+        if fault == "crash_between_gates":
+            drift, why = "must", ["Redis keeps the decrements of the orders the app died with"]
+        elif fault == "anti_repeat_expiry" and design in _DECREMENT_KEPT:
+            drift = "may"  # when a resend of an accepted order falls in the window
+            why = ["a late resend's decrement stays when gate 2 calls it duplicate"]
+        elif fault in ("redis_kill", "redis_restart", "redis_data_loss", "rewarm"):
+            drift = "may"
+            why = [
+                "a command cut after it ran, codes lost with the data, or a decrement that "
+                "landed on a copy that was then replaced, leave Redis short until reconciled"
+            ]
+        if variant == "as written" and fault in (
+            "lost_commit_ack",
+            "db_kill",
+            "rewarm",
+            "redis_data_loss",
+            "redis_restart",
+        ):
+            may.add("oversold")
+            drift = "may"
+            why.append(
+                "as written, a lost commit acknowledgement gives the stock back and it is sold "
+                "again, and an unfenced re-warm hands out again the units of orders between "
+                "the gates"
+            )
+    if not why:
+        why = ["the design keeps every invariant; unknown outcomes are resolved before undoing"]
+    return Expectation(may=frozenset(may), drift=drift, why="; ".join(why))
+
+
+# --- one run, one cell ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One seed of one cell, with everything a notebook needs to tell its story."""
+
+    row: Row
+    fault: str
+    seed: int
+    records: pd.DataFrame
+    history: pd.DataFrame  # the nemesis's events, on the records' clock
+    before: CheckReport  # after healing and draining, before reconciliation
+    repair: pd.DataFrame | None  # reconcile(repair=True): the drift per SKU, and the repair
+    after: CheckReport
+    clients_s: float  # the clients' time, without the drain
+
+    @property
+    def drift_before(self) -> int:
+        return 0 if self.repair is None else int(self.repair["drift"].abs().sum())
+
+    @property
+    def broken(self) -> tuple[str, ...]:
+        names = tuple(name for name in INVARIANTS if getattr(self.after, name) > 0)
+        return names + (("converged",) if self.after.converged is False else ())
+
+
+def applies(lab: Lab, row: Row, fault: str) -> bool:
+    if fault in WORKLOAD_FAULTS:
+        return True
+    if fault in ("redis_restart", "redis_pause") and nemesis.real_redis(lab) and not available():
+        return False  # needs a redis-server of its own
+    return nemesis.applies(fault, design_class(row.design), lab)
+
+
+def run_seed(
+    lab: Lab,
+    row: Row | str,
+    fault: str,
+    seed: int = 0,
+    *,
+    base: Workload = BASE_WORKLOAD,
+    concurrency: int = CONCURRENCY,
+    server: RedisServer | None = None,
+) -> SeedRun:
+    """One row under one fault with one seed: run, heal, drain, check, reconcile, check again.
+
+    `server`: a redis-server of the review's own, for the real `redis_restart` / `redis_pause`
+    (the cell then runs its Redis there; the database stays `lab`'s).
+    """
+    row = row_named(row) if isinstance(row, str) else row
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
+    workload = _workload(fault, replace(base, seed=base.seed + 1000 * seed))
+    with ExitStack() as stack:
+        if fault in ("redis_restart", "redis_pause") and nemesis.real_redis(lab):
+            if server is None:
+                server = stack.enter_context(RedisServer())
+            lab = _beside(lab, server, stack)
+        cls = design_class(row.design)
+        design: BaseDesign = cls(lab, **row.options(concurrency))
+        stack.callback(design.close)
+        initial = workload.initial_stock()
+        design.setup(initial)
+        attempts = workload.attempts()
+        nem = None
+        if fault not in WORKLOAD_FAULTS:
+            nem = nemesis.Nemesis(
+                lab, design, fault, attempts=len(attempts), seed=seed, server=server
+            )
+        with nem or nullcontext():
+            records = run_workload(
+                design,
+                attempts,
+                concurrency=concurrency,
+                t0=None if nem is None else nem.t0,
+                on_attempt=None if nem is None else nem.on_attempt,
+            )
+        history = pd.DataFrame(columns=nemesis.HISTORY_COLUMNS) if nem is None else nem.history()
+        design.drain()
+        before = check_lab(lab, initial, records, redis_view=cls.uses_redis)
+        repair = reconcile(lab, repair=True) if cls.uses_redis else None
+        after = check_lab(lab, initial, records, redis_view=cls.uses_redis)
+    clients_s = float(records["end_s"].max() - records["start_s"].min()) if len(records) else 0.0
+    return SeedRun(row, fault, seed, records, history, before, repair, after, clients_s)
+
+
+def _workload(fault: str, base: Workload) -> Workload:
+    if fault == "none":
+        return base
+    if fault == "lost_reply":
+        return replace(base, lost_replies=0.3)
+    return replace(base, retries=0.3)  # clients resend, after errors too
+
+
+def _beside(lab: Lab, server: RedisServer, stack: ExitStack) -> Lab:
+    """The lab's database with the given redis-server (the lab's engine is not closed here)."""
+    client = redis_client(server.url, client_name=f"ilab-{lab.namespace}")
+    stack.callback(client.close)
+    return replace(lab, redis=client, redis_url=server.url, scratch_file=None)
 
 
 @dataclass(frozen=True)
 class Cell:
+    row: str
     design: str
+    variant: str
     fault: str
     applies: bool
-    attempts: int
+    seeds: int
+    attempts: int  # summed over the seeds, like the counts below
     accepted: int
     errors: int
-    oversold: int
+    unknown: int
+    unknown_persisted: int
+    strikes: int  # the nemesis's strikes, over the seeds
+    oversold: int  # the worst seed's count, like every finding below
     double_deducted: int
     lost: int
     unaccounted: int
     false_duplicates: int
-    drift_before: int  # sum of |Redis - (DB - pending)| over SKUs, before the repair
-    converged_before: bool | None
+    false_sold_out: int
+    drift_before: int
     converged_after: bool | None
-    throughput: float
-    broken: tuple[str, ...]  # invariants that failed after reconciliation
-    expected_broken: tuple[str, ...]
-    expected_drift: bool
+    throughput: float  # attempts per second of the clients' time (no drain), over the seeds
+    broken: tuple[str, ...]  # invariants broken after reconciliation in any seed
+    must: tuple[str, ...]
+    may: tuple[str, ...]
+    expected_drift: str
+    why: str
     verdict: str  # "as expected" or what differed
-
-
-def _applies(cls: type[BaseDesign], fault: str) -> bool:
-    if fault in ("anti_repeat_expiry", "crash_between_gates", "redis_data_loss"):
-        return issubclass(cls, TwoGate)
-    if fault == "worker_crash":
-        return issubclass(cls, TaskEngineDesign)
-    return True
-
-
-def _workload(fault: str, base: Workload) -> Workload:
-    if fault in RESENDING:
-        return replace(base, retries=0.4)
-    if fault == "lost_reply":
-        return replace(base, lost_replies=0.4)
-    return base
-
-
-def _options(design: str) -> dict[str, Any]:
-    if design == "naive":
-        return {"race_window_s": 0.001}  # a real race on every backend (see notebook 01)
-    if design == RECOMMENDED:
-        return {"lease_s": 0.3, "backoff_s": 0.02, "max_attempts": 50}
-    return {}
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_cell(
-    lab: Lab, design: str, fault: str, *, base: Workload = BASE_WORKLOAD, concurrency: int = 6
+    lab: Lab,
+    row: Row | str,
+    fault: str,
+    *,
+    seeds: int = 1,
+    base: Workload = BASE_WORKLOAD,
+    concurrency: int = CONCURRENCY,
+    server: RedisServer | None = None,
 ) -> Cell:
-    """One design under one fault: run, drain, check, reconcile (repair), check again."""
+    """One row under one fault for `seeds` seeds; the worst seen, judged against `expectation`."""
+    row = row_named(row) if isinstance(row, str) else row
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
-    cls = design_class(design)
-    applies = _applies(cls, fault)
-    workload = _workload(fault, base)
-    instance = cls(lab, **_options(design))
-    initial = workload.initial_stock()
-    attempts = workload.attempts()
-    instance.setup(initial)
-    started = time.perf_counter()
-    try:
-        with ExitStack() as stack:
-            stack.enter_context(_fence(instance, fault, lab) if applies else nullcontext())
-            if fault == "redis_data_loss" and applies:
-                half = len(attempts) // 2
-                first = run_workload(instance, attempts[:half], concurrency=concurrency)
-                lab.clear_redis()  # Redis restarted without persistence: stock and codes gone
-                instance.rewarm()  # type: ignore[attr-defined]
-                second = run_workload(instance, attempts[half:], concurrency=concurrency)
-                records = pd.concat([first, second], ignore_index=True)
-            else:
-                records = run_workload(instance, attempts, concurrency=concurrency)
-        instance.drain()  # after the fault healed
-        elapsed = time.perf_counter() - started
-        before = check_lab(lab, initial, records, redis_view=cls.uses_redis)
-        drift_before = 0
-        if cls.uses_redis:
-            report = reconcile(lab, repair=True)
-            drift_before = int(report["drift"].abs().sum())
-        after = check_lab(lab, initial, records, redis_view=cls.uses_redis)
-    finally:
-        instance.close()
-    return _cell(design, fault, applies, records, before, after, drift_before, elapsed)
+    expected = expectation(row, fault)
+    if not applies(lab, row, fault):
+        return _not_applicable(row, fault, expected)
+    runs = [
+        run_seed(lab, row, fault, seed, base=base, concurrency=concurrency, server=server)
+        for seed in range(seeds)
+    ]
+    return _cell(row, fault, runs, expected)
 
 
-def _fence(design: BaseDesign, fault: str, lab: Lab) -> AbstractContextManager[Any]:
-    if fault == "anti_repeat_expiry":
-        return expire_before_retry(design)  # type: ignore[arg-type]
-    if fault == "crash_between_gates":
-        return crash_between_gates(design, times=4)  # type: ignore[arg-type]
-    if fault == "worker_crash":
-        design.engine.kill_after_claim(2)  # type: ignore[attr-defined]
-    if fault == "db_outage":
-        return db_outage(lab.engine, 0.3, after_s=0.05)
-    return nullcontext()
-
-
-def _cell(
-    design: str,
-    fault: str,
-    applies: bool,
-    records: pd.DataFrame,
-    before: CheckReport,
-    after: CheckReport,
-    drift_before: int,
-    elapsed: float,
-) -> Cell:
-    broken = tuple(name for name in INVARIANTS if getattr(after, name) > 0)
-    if after.converged is False:
-        broken += ("converged",)
-    expected = tuple(sorted(EXPECTED_BREAKS.get(design, {}).get(fault, set())))
-    maybe = EXPECTED_MAYBE.get((design, fault), set())
-    expected_drift = (design, fault) in EXPECTED_DRIFT
+def _cell(row: Row, fault: str, runs: list[SeedRun], expected: Expectation) -> Cell:
+    broken = sorted({name for run in runs for name in run.broken})
+    drift = max(run.drift_before for run in runs)
     differences = []
-    if set(broken) - maybe != set(expected) - maybe:
-        differences.append(f"broke {sorted(broken)}, expected {list(expected)}")
-    if (drift_before > 0) != expected_drift:
-        differences.append(f"drift before repair {drift_before}, expected drift: {expected_drift}")
-    outcomes = records["outcome"]
+    if not expected.must <= set(broken) <= expected.must | expected.may:
+        differences.append(
+            f"broke {broken}, expected {sorted(expected.must)}"
+            + (f" (may: {sorted(expected.may)})" if expected.may else "")
+        )
+    if (expected.drift == "must" and drift == 0) or (expected.drift == "never" and drift > 0):
+        differences.append(f"drift before repair {drift}, expected drift: {expected.drift}")
+    worst = {name: max(getattr(run.after, name) for run in runs) for name in INVARIANTS}
+    outcomes = pd.concat([run.records["outcome"] for run in runs])
+    clients_s = sum(run.clients_s for run in runs)
     return Cell(
-        design=design,
+        row=row.label,
+        design=row.design,
+        variant=row.variant,
         fault=fault,
-        applies=applies,
-        attempts=len(records),
+        applies=True,
+        seeds=len(runs),
+        attempts=len(outcomes),
         accepted=int((outcomes == "accepted").sum()),
         errors=int((outcomes == "error").sum()),
-        oversold=after.oversold,
-        double_deducted=after.double_deducted,
-        lost=after.lost,
-        unaccounted=after.unaccounted,
-        false_duplicates=after.false_duplicates,
-        drift_before=drift_before,
-        converged_before=before.converged,
-        converged_after=after.converged,
-        throughput=round(len(records) / elapsed, 1) if elapsed > 0 else 0.0,
-        broken=tuple(sorted(broken)),
-        expected_broken=expected,
-        expected_drift=expected_drift,
+        unknown=int((outcomes == "unknown").sum()),
+        unknown_persisted=sum(run.before.unknown_persisted for run in runs),
+        strikes=sum(int(run.history["event"].isin(["start", "strike"]).sum()) for run in runs),
+        false_duplicates=max(run.after.false_duplicates for run in runs),
+        false_sold_out=max(run.after.false_sold_out for run in runs),
+        drift_before=drift,
+        converged_after=all(run.after.converged is not False for run in runs)
+        if runs[0].after.converged is not None
+        else None,
+        throughput=round(len(outcomes) / clients_s, 1) if clients_s > 0 else 0.0,
+        broken=tuple(broken),
+        must=tuple(sorted(expected.must)),
+        may=tuple(sorted(expected.may)),
+        expected_drift=expected.drift,
+        why=expected.why,
         verdict="; ".join(differences) or "as expected",
+        per_seed=[
+            {
+                "seed": run.seed,
+                "strikes": int(run.history["event"].isin(["start", "strike"]).sum()),
+                "broken": list(run.broken),
+                "drift_before": run.drift_before,
+                **{name: getattr(run.after, name) for name in INVARIANTS},
+            }
+            for run in runs
+        ],
+        **worst,
+    )
+
+
+def _not_applicable(row: Row, fault: str, expected: Expectation) -> Cell:
+    return Cell(
+        row=row.label,
+        design=row.design,
+        variant=row.variant,
+        fault=fault,
+        applies=False,
+        seeds=0,
+        attempts=0,
+        accepted=0,
+        errors=0,
+        unknown=0,
+        unknown_persisted=0,
+        strikes=0,
+        oversold=0,
+        double_deducted=0,
+        lost=0,
+        unaccounted=0,
+        false_duplicates=0,
+        false_sold_out=0,
+        drift_before=0,
+        converged_after=None,
+        throughput=0.0,
+        broken=(),
+        must=tuple(sorted(expected.must)),
+        may=tuple(sorted(expected.may)),
+        expected_drift=expected.drift,
+        why="nothing for this fault to act on in this design (or on these backends)",
+        verdict="as expected",
     )
 
 
 def review(
     lab: Lab,
-    designs: list[str] | None = None,
+    rows: list[str] | None = None,
     faults: list[str] | None = None,
     *,
+    seeds: int = 1,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Every design under every fault; one row per cell (see `Cell`)."""
-    designs = designs or design_names()
+    """Every row under every fault for `seeds` seeds; one row per cell (see `Cell`)."""
+    chosen = [row_named(label) for label in rows] if rows else list(ROWS)
     faults = faults or list(FAULTS)
-    cells = [(d, f) for d in designs for f in faults]
-    rows = []
-    for design, fault in tqdm(cells, desc="review", disable=not progress):
-        rows.append(asdict(run_cell(lab, design, fault)))
-    frame = pd.DataFrame(rows)
+    cells = [(row, fault) for row in chosen for fault in faults]
+    found = []
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        server = None
+        own = {"redis_restart", "redis_pause"} & set(faults)
+        if own and nemesis.real_redis(lab) and available():
+            server = stack.enter_context(RedisServer())
+        for row, fault in tqdm(cells, desc="review", disable=not progress):
+            found.append(asdict(run_cell(lab, row, fault, seeds=seeds, server=server)))
+    frame = pd.DataFrame(found)
     frame.insert(0, "machine", machine())
     frame.insert(0, "db", lab.db_url)
     frame.insert(0, "redis", lab.redis_url)
+    frame.attrs["seconds"] = round(time.perf_counter() - started, 1)
     return frame
 
 
@@ -252,9 +445,9 @@ def save_review(frame: pd.DataFrame, path: str | Path) -> Path:
     """Append a review's cells to the `review` table of a DuckDB results file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    listed = ["broken", "must", "may", "per_seed"]
     stored = frame.assign(
-        broken=frame["broken"].map(json.dumps),
-        expected_broken=frame["expected_broken"].map(json.dumps),
+        **{name: frame[name].map(lambda v: json.dumps(list(v))) for name in listed},
         at=pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
     )
     with duckdb.connect(str(path)) as con:

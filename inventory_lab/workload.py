@@ -23,6 +23,7 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -108,11 +109,13 @@ def run_workload(
     concurrency: int = 8,
     progress: bool = False,
     t0: float | None = None,
+    on_attempt: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Send every attempt through `concurrency` client threads; one record per attempt.
 
     Times are seconds since the clients started, or since `t0` (a `time.perf_counter()`
     reading, e.g. the nemesis's) when given, so that other histories line up with the records.
+    `on_attempt(i)` is called as a client takes attempt i (the nemesis paces itself by it).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -126,6 +129,8 @@ def run_workload(
         mine = records[index]
         go.wait()
         while (i := next(counter)) < len(attempts):
+            if on_attempt is not None:
+                on_attempt(i)
             attempt = attempts[i]
             order = attempt.order
             sends = [attempt.attempt]

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from inventory_lab import BackendError, Lab, open_lab
+from inventory_lab import BackendError, Lab, open_lab, redis_server
 from inventory_lab.backends import (
     configured_db_urls,
     configured_redis_url,
@@ -31,7 +31,7 @@ RUN_ID = uuid.uuid4().hex[:8]
 
 
 def _missing(what: str) -> None:
-    message = f"{what} (set INVENTORY_LAB_REDIS_URL / INVENTORY_LAB_DB_URLS)"
+    message = f"{what} (set INVENTORY_LAB_REDIS_URL / INVENTORY_LAB_DB_URLS; install redis-server)"
     if IN_CI:
         pytest.fail(f"CI=true but {message}", pytrace=False)
     pytest.skip(message)
@@ -130,6 +130,24 @@ def lab(db_url: str) -> Iterator[Lab]:
 def redis_lab(redis_url: str, tmp_path) -> Iterator[Lab]:
     """A lab on each Redis backend, with a SQLite file beside it."""
     yield from _open(redis_url, f"sqlite:///{tmp_path / 'lab.sqlite'}")
+
+
+@pytest.fixture(params=["fake", "own-redis"])
+def server_lab(request, tmp_path) -> Iterator[Lab]:
+    """A lab whose Redis server is this test's alone (fakeredis, or a redis-server started on a
+    port of its own), for what must never touch a shared server: SCRIPT FLUSH, kill -9."""
+    if request.param == "fake":
+        yield from _open(f"fake://{uuid.uuid4().hex}", f"sqlite:///{tmp_path / 'lab.sqlite'}")
+        return
+    if not redis_server.available():
+        _missing("redis-server is not installed")
+    with redis_server.RedisServer() as server:
+        lab = open_lab(server.url, f"sqlite:///{tmp_path / 'lab.sqlite'}", pool_size=8)
+        lab.server = server  # type: ignore[attr-defined]
+        try:
+            yield lab
+        finally:
+            lab.close()
 
 
 @pytest.fixture

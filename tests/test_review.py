@@ -8,56 +8,105 @@ from inventory_lab.cli import main
 from inventory_lab.designs import design_names
 from inventory_lab.results import load_runs
 from inventory_lab.review import (
-    EXPECTED_BREAKS,
-    EXPECTED_DRIFT,
     FAULTS,
     RECOMMENDED,
+    ROWS,
+    Expectation,
+    expectation,
     review,
+    row_named,
     run_cell,
+    run_seed,
     save_review,
 )
 
 
 def test_every_cell_matches_its_written_verdict(paired_lab):
-    frame = review(paired_lab, progress=False)
-    assert len(frame) == len(design_names()) * len(FAULTS)
+    frame = review(paired_lab, seeds=1, progress=False)
+    assert len(frame) == len(ROWS) * len(FAULTS)
     unexpected = frame[frame["verdict"] != "as expected"]
-    assert unexpected.empty, unexpected[["design", "fault", "verdict"]].to_string()
-    recommended = frame[frame["design"] == RECOMMENDED]
+    assert unexpected.empty, unexpected[["row", "fault", "broken", "verdict"]].to_string()
+    ran = frame[frame["applies"]]
+    recommended = ran[ran["design"] == RECOMMENDED]
+    recommended = recommended[recommended["variant"] != "as written"]
     assert (recommended["oversold"] == 0).all() and (recommended["lost"] == 0).all()
     assert recommended["converged_after"].all()
-    naive = frame[(frame["design"] == "naive") & (frame["fault"] == "none")]
+    nemesis_cells = ran[~ran["fault"].isin(["none", "duplicate", "lost_reply"])]
+    assert (nemesis_cells["strikes"] > 0).all(), nemesis_cells[nemesis_cells["strikes"] == 0]
+    naive = frame[(frame["row"] == "naive") & (frame["fault"] == "none")]
     assert naive["oversold"].item() > 0
 
 
-def test_expectations_name_only_known_designs_faults_and_invariants():
-    assert set(EXPECTED_BREAKS) <= set(design_names())
-    for faults in EXPECTED_BREAKS.values():
-        assert set(faults) <= set(FAULTS)
-    assert {d for d, _ in EXPECTED_DRIFT} <= set(design_names())
-    assert {f for _, f in EXPECTED_DRIFT} <= set(FAULTS)
+def test_expectations_cover_every_row_and_fault_and_say_why():
+    labels = [row.label for row in ROWS]
+    assert len(set(labels)) == len(labels)
+    assert {row.design for row in ROWS} == set(design_names())
+    for row in ROWS:
+        for fault in FAULTS:
+            expected = expectation(row, fault)
+            assert expected.why and expected.drift in ("must", "may", "never")
+            assert not expected.must & expected.may
+            assert expected.must | expected.may <= {
+                "oversold",
+                "double_deducted",
+                "lost",
+                "unaccounted",
+            }
+    # the recommended design, as the lab builds it, is expected to keep every invariant
+    for fault in FAULTS:
+        for variant in ("", "guard"):
+            expected = expectation(row_named(RECOMMENDED + (" +guard" if variant else "")), fault)
+            assert not expected.must and not expected.may
 
 
 def test_a_cell_that_disagrees_with_its_expectation_says_so(default_lab, monkeypatch):
-    monkeypatch.setitem(EXPECTED_BREAKS, "db_only", {"none": {"oversold"}})
+    monkeypatch.setattr(
+        "inventory_lab.review.expectation",
+        lambda row, fault: Expectation(must=frozenset({"oversold"}), why="a test"),
+    )
     cell = run_cell(default_lab, "db_only", "none")
     assert cell.verdict.startswith("broke [], expected ['oversold']")
 
 
-def test_unknown_faults_are_refused(default_lab):
+def test_the_worst_seed_counts(default_lab):
+    cell = run_cell(default_lab, "two_gate_lua", "crash_between_gates", seeds=2)
+    assert cell.seeds == 2 and len(cell.per_seed) == 2
+    assert cell.drift_before == max(seed["drift_before"] for seed in cell.per_seed) > 0
+    assert cell.verdict == "as expected"
+
+
+def test_a_seed_run_keeps_the_records_and_the_nemesis_history(default_lab):
+    run = run_seed(default_lab, "task_engine (as written)", "rewarm", seed=3)
+    strikes = run.history[run.history["event"] == "strike"]
+    assert len(strikes) >= 1 and (strikes["detail"] == "re-warmed").all()
+    assert run.history["t_s"].between(0, run.records["end_s"].max() + 1).all()
+    assert len(run.records) > 0 and run.before.summary().keys() == run.after.summary().keys()
+
+
+def test_unknown_faults_and_rows_are_refused(default_lab):
     with pytest.raises(ValueError, match="unknown fault"):
         run_cell(default_lab, "db_only", "meteor")
+    with pytest.raises(ValueError, match="unknown row"):
+        run_cell(default_lab, "db_only +guard", "none")
+
+
+def test_a_fault_with_nothing_to_act_on_is_not_run(default_lab):
+    cell = run_cell(default_lab, "db_only", "redis_kill")
+    assert not cell.applies and cell.attempts == 0 and cell.verdict == "as expected"
 
 
 def test_review_is_stored_and_the_cli_reports_it(default_lab, capsys, tmp_path):
     frame = review(default_lab, ["db_only"], ["none", "db_outage"], progress=False)
     store = save_review(frame, tmp_path / "runs.duckdb")
-    stored = load_runs(store, "SELECT design, fault, verdict FROM review")
+    stored = load_runs(store, "SELECT row, fault, verdict FROM review")
     assert len(stored) == 2 and set(stored["verdict"]) == {"as expected"}
     db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
-    args = ["review", "--designs", "two_gate_lua", "--faults", "crash_between_gates", "--db", db]
-    assert main([*args, "--json"]) == 0
+    args = ["review", "--rows", "two_gate_lua", "--faults", "crash_between_gates", "--db", db]
+    assert main([*args, "--seeds", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["unexpected"] == 0 and out["cells"][0]["drift_before"] > 0
+    assert out["unexpected"] == 0 and out["seeds"] == 2 and out["cells"][0]["drift_before"] > 0
+    assert main(["review", "--designs", "task_engine", "--faults", "none", "--db", db]) == 0
+    assert "task_engine (as written)" in capsys.readouterr().out
     assert main(["review", "--faults", "meteor"]) == 2
     assert "unknown fault" in capsys.readouterr().err
+    assert main(["review", "--rows", "nope"]) == 2
