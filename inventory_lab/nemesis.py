@@ -24,6 +24,7 @@ embedded default they are simulated at the client (faults.py).
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -262,6 +263,10 @@ class Nemesis:
         if self.fault == "db_kill":
             self._admin_db = sa.create_engine(lab.engine.url, poolclass=NullPool)
             self._stack.callback(self._admin_db.dispose)
+            # the pool logs every connection it finds killed when it resets it: expected here
+            pool_log = logging.getLogger("sqlalchemy.pool")
+            self._stack.callback(pool_log.setLevel, pool_log.level)
+            pool_log.setLevel(logging.CRITICAL)
 
     def _hook(self, fault: Any) -> None:
         fault.active = self._active  # one switch for the hook and the schedule

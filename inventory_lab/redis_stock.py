@@ -14,16 +14,24 @@ The fenced warm-up closes that window with a generation number, the *epoch*:
 1. In one database transaction, bump every SKU's epoch row (`UPDATE redis_epoch SET epoch =
    epoch + 1`). Gate 2 share-locks its SKU's epoch row in its own transaction, so the bump waits
    for every gate 2 in flight, and every later one waits for the bump.
-2. In the same transaction (READ COMMITTED: it sees everything committed before), read the target.
-3. Write every SKU's stock *and the new epoch* into Redis in one MULTI, then commit.
+2. In the same transaction (READ COMMITTED: it sees everything committed before), read the
+   target, and commit: the new epoch is durable before any copy carries it.
+3. Write each SKU's stock *and the new epoch* into Redis, unless a newer copy is already there
+   (`scripts/warm.lua`: of two warm-ups racing, the higher epoch wins).
 
 Gate 1 returns the epoch of the copy it decided on; gate 2 refuses an order whose epoch is no
 longer the database's (the copy that admitted it was replaced, and the new one never counted it),
-and a give-back only lands on the copy that took the stock (`scripts/give_back.lua`). An order
-admitted by the new copy before the commit waits at gate 2 for it, then passes. Several app
-processes may re-warm at once: the epoch row locks serialise them. If the commit fails after
-Redis was written, Redis holds an epoch the database never reached, and every gate 2 refuses
-until the next warm-up: unavailable, never oversold.
+and a give-back only lands on the copy that took the stock (`scripts/give_back.lua`). Between the
+commit and the copy, the old copy's orders are refused at gate 2, and the target stays right:
+no gate 2 commits in between, and an executor applying a task moves units from pending to the
+stock without changing their difference.
+
+Why commit before copying: were the copy written first and the commit then failed (the
+database went away, the acknowledgement was lost), Redis would hold an epoch the database never
+reached, and the *next* warm-up would bump the database to that very number — orders admitted by
+the failed copy would then pass gate 2 against a copy that never counted them. Committing first,
+an epoch is never handed out twice; a copy that fails to land leaves Redis on an older epoch, and
+every gate 2 refuses until the next warm-up: unavailable, never oversold.
 """
 
 from __future__ import annotations
@@ -89,15 +97,16 @@ def _copy(lab: Lab, *, minus_pending: bool, fenced: bool) -> dict[str, int]:
                 conn.execute(sa.update(epoch_row).values(epoch=epoch_row.c.epoch + 1))
             epochs = dict(conn.execute(sa.select(epoch_row.c.sku, epoch_row.c.epoch)).all())
             target = redis_target(conn, minus_pending=minus_pending)
-            pipe = lab.redis.pipeline(transaction=True)
-            for sku, num in target.items():
-                key = keys.stock_key(lab.namespace, sku)
-                if fenced:
-                    pipe.hset(key, mapping={keys.STOCK_FIELD: num, keys.EPOCH_FIELD: epochs[sku]})
-                else:  # as written: the stock only; a copy made before keeps its epoch
-                    pipe.hset(key, keys.STOCK_FIELD, num)
-                    pipe.hsetnx(key, keys.EPOCH_FIELD, epochs[sku])
-            pipe.execute()
+    pipe = lab.redis.pipeline(transaction=False)
+    newer_wins = lab.redis.register_script(lua_source("warm"))
+    for sku, num in target.items():
+        key = keys.stock_key(lab.namespace, sku)
+        if fenced:
+            newer_wins(keys=[key], args=[num, epochs[sku]], client=pipe)
+        else:  # as written: the stock only; a copy made before keeps its epoch
+            pipe.hset(key, keys.STOCK_FIELD, num)
+            pipe.hsetnx(key, keys.EPOCH_FIELD, epochs[sku])
+    pipe.execute()
     return target
 
 
