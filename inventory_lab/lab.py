@@ -74,11 +74,12 @@ def open_lab(
         db_url = default_db_url()
         scratch = Path(db_url.removeprefix("sqlite:///"))
     dialect = sql_dialect(db_url)
-    engine = sql_engine(db_url, pool_size=pool_size)
+    # Redis first: connecting to it leaves nothing behind, where a SQLite engine creates its file.
+    client = redis_client(redis_url, client_name=f"ilab-{namespace}")
     try:
-        client = redis_client(redis_url, client_name=f"ilab-{namespace}")
+        engine = sql_engine(db_url, pool_size=pool_size)
     except BackendError:
-        engine.dispose()
+        client.close()
         raise
     return Lab(
         redis=client,

@@ -15,6 +15,7 @@ password are kept below as explicit regression cases (`ESCAPING`).
 
 from __future__ import annotations
 
+import os
 import string
 from urllib.parse import unquote
 
@@ -29,7 +30,7 @@ from inventory_lab.designs import design_class, design_names
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.orders import MAX_ID_LENGTH, MAX_QTY
 from inventory_lab.redis_stock import read_redis_stock
-from inventory_lab.review import FAULTS, RECOMMENDED, run_cell
+from inventory_lab.review import FAULTS, RECOMMENDED, applies, row_named, run_cell
 from inventory_lab.workload import Attempt
 
 # The fixtures are function-scoped on purpose (one lab per test, shared by its examples): each
@@ -38,6 +39,18 @@ FAST = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+# `./lab deep` (INVENTORY_LAB_DEEP=1) tries twelve times as many hostile inputs: over 10,000.
+DEPTH = 12 if os.environ.get("INVENTORY_LAB_DEEP", "") not in ("", "0") else 1
+
+
+def hostile(examples: int):  # type: ignore[no-untyped-def]
+    """A test of hostile input: `examples` of them, times DEPTH, marked `hostile`."""
+
+    def mark(test):  # type: ignore[no-untyped-def]
+        return pytest.mark.hostile(settings(FAST, max_examples=examples * DEPTH)(test))
+
+    return mark
+
 
 # --- strategies: order lines ---------------------------------------------------------------------
 
@@ -136,7 +149,7 @@ hostile_lines = st.tuples(identifiers, st.one_of(identifiers, near_miss_skus), q
 # --- 1. hostile input to the API -----------------------------------------------------------------
 
 
-@settings(FAST, max_examples=400)
+@hostile(400)
 @given(order_id=identifiers, sku=identifiers, qty=quantities)
 def test_an_order_is_built_from_valid_values_only_and_names_the_bad_field(order_id, sku, qty):
     invalid = _invalid_fields(order_id, sku, qty)
@@ -178,7 +191,7 @@ def _snapshot(design) -> dict[str, object]:
     return state
 
 
-@settings(FAST, max_examples=25)
+@hostile(25)
 @given(line=hostile_lines)
 def test_every_design_refuses_a_hostile_order_and_changes_nothing(stocked, line):
     before = _snapshot(stocked)
@@ -193,6 +206,26 @@ def test_every_design_refuses_a_hostile_order_and_changes_nothing(stocked, line)
             stocked.deduct(order)
         records = run_workload(stocked, [Attempt(order, 0)], concurrency=1)
         assert records["outcome"].tolist() == [Outcome.REJECTED.value]
+    assert _snapshot(stocked) == before
+
+
+not_orders = st.one_of(
+    not_texts,
+    hostile_texts,
+    st.tuples(identifiers, identifiers, quantities),
+    st.dictionaries(st.sampled_from(["order_id", "sku", "qty"]), identifiers, max_size=3),
+    st.builds(
+        lambda line: Order(*line).anti_repeat_code, st.tuples(valid_ids, valid_ids, st.just(1))
+    ),
+)
+
+
+@hostile(25)
+@given(thing=not_orders)
+def test_every_design_refuses_what_is_not_an_order_and_changes_nothing(stocked, thing):
+    before = _snapshot(stocked)
+    with pytest.raises(InvalidOrder, match="expected an Order"):
+        stocked.deduct(thing)
     assert _snapshot(stocked) == before
 
 
@@ -270,8 +303,13 @@ def _exit_code(args: list[str]) -> int | str | None:
 
 
 def _assert_refused(capsys, args: list[str], *, secret: str | None = None) -> str:
+    """Exit code 2, one line on stderr, no password shown, and no state: a SQLite file named
+    in the arguments was never even created."""
+    files = [arg.removeprefix("sqlite:///") for arg in args if arg.startswith("sqlite:///")]
     code = _exit_code(args)
     out, err = capsys.readouterr()
+    for name in files:
+        assert not os.path.exists(name), f"{name} was created by a refused command"
     assert code == 2, (args, out, err)
     assert err.startswith("inventory-lab: error: "), err
     assert err.count("\n") == 1 and err.endswith("\n"), err
@@ -309,7 +347,7 @@ hostile_numbers = st.one_of(
 )
 
 
-@settings(FAST, max_examples=150)
+@hostile(150)
 @given(flag=st.sampled_from([*INT_FLAGS, *FRACTION_FLAGS]), value=hostile_numbers)
 def test_a_bad_number_is_one_line_and_exit_code_2(capsys, tmp_path, flag, value):
     if flag in INT_FLAGS:
@@ -335,7 +373,7 @@ bad_skews = st.one_of(
 )
 
 
-@settings(FAST, max_examples=60)
+@hostile(60)
 @given(value=bad_skews)
 def test_a_skew_that_is_not_a_non_negative_number_is_refused(capsys, tmp_path, value):
     db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
@@ -353,7 +391,7 @@ design_like = st.one_of(
 )
 
 
-@settings(FAST, max_examples=60)
+@hostile(60)
 @given(name=design_like)
 def test_an_unknown_design_is_refused_before_any_connection(capsys, name):
     assume(name not in design_names())
@@ -396,7 +434,7 @@ def _password(url: str) -> str:
     return url.split("://", 1)[1].split(":", 1)[1].rsplit("@", 1)[0]
 
 
-@settings(FAST, max_examples=40)
+@hostile(40)
 @given(url=db_urls)
 def test_a_bad_or_unreachable_database_is_one_line_without_its_password(capsys, url):
     err = _assert_refused(
@@ -405,7 +443,7 @@ def test_a_bad_or_unreachable_database_is_one_line_without_its_password(capsys, 
     assert "database" in err, err
 
 
-@settings(FAST, max_examples=40)
+@hostile(40)
 @given(url=redis_urls)
 def test_a_bad_or_unreachable_redis_is_one_line_without_its_password(capsys, tmp_path, url):
     db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
@@ -421,7 +459,7 @@ sqlite_names = st.text(ID_ALPHABET + " *[]{}';\t", min_size=1, max_size=20).filt
 )
 
 
-@settings(FAST, max_examples=30)
+@hostile(30)
 @given(name=sqlite_names)
 def test_a_sqlite_file_that_cannot_be_created_is_one_line(capsys, tmp_path, name):
     not_a_directory = tmp_path / "not-a-directory"
@@ -430,7 +468,7 @@ def test_a_sqlite_file_that_cannot_be_created_is_one_line(capsys, tmp_path, name
     _assert_refused(capsys, ["run", "--design", "db_only", *TINY, "--db", db])
 
 
-@settings(FAST, max_examples=10)
+@hostile(10)
 @given(
     flag=st.sampled_from(["--db", "--redis"]),
     tail=st.text(ID_ALPHABET, max_size=8),
@@ -446,7 +484,7 @@ def test_a_url_holding_a_newline_is_still_one_line(capsys, tmp_path, flag, tail,
     _assert_refused(capsys, ["run", "--design", "two_gate_lua", *TINY, *args])
 
 
-@settings(FAST, max_examples=10)
+@hostile(10)
 @given(
     flag=st.sampled_from(["--db", "--redis"]),
     head=st.text(string.ascii_letters, max_size=4),
@@ -553,6 +591,7 @@ workloads = st.builds(
 
 
 def _assert_invariants(lab, design: str, workload: Workload, fault: str) -> None:
+    assume(applies(lab, row_named(design), fault))
     cell = run_cell(lab, design, fault, base=workload)
     found = (cell.oversold, cell.double_deducted, cell.lost, cell.unaccounted)
     assert found == (0, 0, 0, 0), cell
