@@ -3,9 +3,10 @@
 A *row* is a design with its options: each design as the lab recommends it, each Redis design
 also with the database guard (`+guard`: gate 2's `UPDATE … WHERE num - q >= 0`), and the
 article's handling of mid-flight faults (`as written`: any gate-2 error gives the stock back, a
-re-warm overwrites Redis unfenced) for the designs the article describes. A *fault* is either in
-the workload (clients resend orders; replies are lost) or struck by the nemesis (nemesis.py)
-while orders are in flight, several times per run at seeded moments.
+re-warm overwrites Redis unfenced), without and with the guard, for the designs the article
+describes: where the article's design oversells, the guard's column shows what stopping it
+costs. A *fault* is either in the workload (clients resend orders; replies are lost) or struck by
+the nemesis (nemesis.py) while orders are in flight, several times per run at seeded moments.
 
 A cell runs its row under its fault once per seed: a small hot workload (seeded too) through
 several clients, with the nemesis striking; then heals, drains, checks the invariants, reconciles
@@ -34,10 +35,12 @@ from inventory_lab.backends import redis_client
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import design_class
 from inventory_lab.designs.base import BaseDesign
+from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.experiment import machine
 from inventory_lab.lab import Lab
 from inventory_lab.reconcile import reconcile
 from inventory_lab.redis_server import RedisServer, available
+from inventory_lab.tasks import Status
 from inventory_lab.workload import Workload, run_workload
 
 WORKLOAD_FAULTS = ("none", "duplicate", "lost_reply")
@@ -57,26 +60,32 @@ REDIS_DESIGNS = (
 AS_WRITTEN = ("two_gate", "two_gate_lua", "task_engine")  # the article's own designs
 
 
+VARIANTS = {
+    "": "",
+    "guard": " +guard",
+    "as written": " (as written)",
+    "as written +guard": " (as written) +guard",
+}
+
+
 @dataclass(frozen=True)
 class Row:
     design: str
-    variant: str = ""  # "", "guard" or "as written"
+    variant: str = ""  # a key of VARIANTS
 
     @property
     def label(self) -> str:
-        return (
-            self.design + {"": "", "guard": " +guard", "as written": " (as written)"}[self.variant]
-        )
+        return self.design + VARIANTS[self.variant]
 
     def options(self, concurrency: int) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if self.design == "naive":  # rounds of all clients: the race happens on every run
             options.update(lockstep=concurrency, lockstep_timeout_s=0.5)
         if self.design == RECOMMENDED:
-            options.update(lease_s=0.3, backoff_s=0.02, max_attempts=50)
-        if self.variant == "guard":
+            options.update(lease_s=0.3, backoff_s=0.02, max_backoff_s=0.3, max_attempts=12)
+        if "guard" in self.variant:
             options["db_guard"] = True
-        if self.variant == "as written":
+        if "as written" in self.variant:
             options["as_written"] = True
         return options
 
@@ -85,7 +94,7 @@ ROWS: tuple[Row, ...] = (
     Row("naive"),
     Row("db_only"),
     *(Row(name, variant) for name in REDIS_DESIGNS for variant in ("", "guard")),
-    *(Row(name, "as written") for name in AS_WRITTEN),
+    *(Row(name, v) for name in AS_WRITTEN for v in ("as written", "as written +guard")),
 )
 
 
@@ -149,20 +158,30 @@ def expectation(row: Row, fault: str) -> Expectation:
                 "a command cut after it ran, codes lost with the data, or a decrement that "
                 "landed on a copy that was then replaced, leave Redis short until reconciled"
             ]
-        if variant == "as written" and fault in (
+        if variant.startswith("as written") and fault in (
             "lost_commit_ack",
             "db_kill",
             "rewarm",
             "redis_data_loss",
             "redis_restart",
         ):
-            may.add("oversold")
             drift = "may"
             why.append(
                 "as written, a lost commit acknowledgement gives the stock back and it is sold "
                 "again, and an unfenced re-warm hands out again the units of orders between "
                 "the gates"
             )
+            if "guard" not in variant:
+                may.add("oversold")
+            elif design == RECOMMENDED:  # the guard refuses the task only after it was accepted
+                may |= {"oversold", "lost"}
+                why.append(
+                    "the guard keeps the stock row from going below zero, but the task engine "
+                    "has told the client `accepted` already: the promise is broken (oversold "
+                    "counts promises) and the task dies (lost)"
+                )
+            else:
+                why.append("the guard stops the oversell: gate 2 refuses, the client hears so")
     if not why:
         why = ["the design keeps every invariant; unknown outcomes are resolved before undoing"]
     return Expectation(may=frozenset(may), drift=drift, why="; ".join(why))
@@ -184,6 +203,7 @@ class SeedRun:
     repair: pd.DataFrame | None  # reconcile(repair=True): the drift per SKU, and the repair
     after: CheckReport
     clients_s: float  # the clients' time, without the drain
+    guard_refusals: int  # orders the DB guard refused: at gate 2, or as a task that died
 
     @property
     def drift_before(self) -> int:
@@ -248,11 +268,16 @@ def run_seed(
             )
         history = pd.DataFrame(columns=nemesis.HISTORY_COLUMNS) if nem is None else nem.history()
         design.drain()
+        guard_refusals = int(records["detail"].str.contains("DB guard").sum())
+        if isinstance(design, TaskEngineDesign):
+            guard_refusals += design.store.counts()[Status.DEAD]
         before = check_lab(lab, initial, records, redis_view=cls.uses_redis)
         repair = reconcile(lab, repair=True) if cls.uses_redis else None
         after = check_lab(lab, initial, records, redis_view=cls.uses_redis)
     clients_s = float(records["end_s"].max() - records["start_s"].min()) if len(records) else 0.0
-    return SeedRun(row, fault, seed, records, history, before, repair, after, clients_s)
+    return SeedRun(
+        row, fault, seed, records, history, before, repair, after, clients_s, guard_refusals
+    )
 
 
 def _workload(fault: str, base: Workload) -> Workload:
@@ -283,6 +308,7 @@ class Cell:
     errors: int
     unknown: int
     unknown_persisted: int
+    guard_refusals: int  # orders the DB guard refused (gate 2, or a task that died), all seeds
     strikes: int  # the nemesis's strikes, over the seeds
     oversold: int  # the worst seed's count, like every finding below
     double_deducted: int
@@ -352,6 +378,7 @@ def _cell(row: Row, fault: str, runs: list[SeedRun], expected: Expectation) -> C
         errors=int((outcomes == "error").sum()),
         unknown=int((outcomes == "unknown").sum()),
         unknown_persisted=sum(run.before.unknown_persisted for run in runs),
+        guard_refusals=sum(run.guard_refusals for run in runs),
         strikes=sum(int(run.history["event"].isin(["start", "strike"]).sum()) for run in runs),
         false_duplicates=max(run.after.false_duplicates for run in runs),
         false_sold_out=max(run.after.false_sold_out for run in runs),
@@ -393,6 +420,7 @@ def _not_applicable(row: Row, fault: str, expected: Expectation) -> Cell:
         errors=0,
         unknown=0,
         unknown_persisted=0,
+        guard_refusals=0,
         strikes=0,
         oversold=0,
         double_deducted=0,

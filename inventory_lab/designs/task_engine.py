@@ -18,12 +18,13 @@ from sqlalchemy.exc import IntegrityError
 
 from inventory_lab.backends import in_transaction
 from inventory_lab.designs.base import register
-from inventory_lab.designs.two_gate import DEFAULT_TTL_MS
+from inventory_lab.designs.two_gate import DEFAULT_TTL_MS, GuardRefused
 from inventory_lab.designs.two_gate_lua import TwoGateLua
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.redis_stock import check_epoch, warm_up
 from inventory_lab.tasks import TaskEngine, TaskStore
+from inventory_lab.tasks.workers import TaskRefused
 
 
 @register
@@ -91,6 +92,8 @@ class TaskEngineDesign(TwoGateLua):
             )
         except IntegrityError:
             return False
+        except GuardRefused as exc:  # the stock is not there: retrying cannot help
+            raise TaskRefused(f"the DB guard refused {exc}") from exc
         return True
 
     def drain(self) -> None:

@@ -140,9 +140,16 @@ class TwoGate(BaseDesign):
             return admitted
         return self.gate_two(order, admitted.epoch)
 
-    def drain(self) -> None:
-        """Resolve the orders whose outcome was left unknown (the DB could not answer then)."""
-        self.settle_unknowns()
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Resolve the orders whose outcome was left unknown (the DB could not answer then),
+        waiting for the database up to `timeout_s`; OutcomeUnknown if it never answers."""
+        deadline = time.monotonic() + timeout_s
+        while self.settle_unknowns():
+            if time.monotonic() > deadline:
+                raise OutcomeUnknown(
+                    f"{len(self._unresolved)} orders still unresolved after {timeout_s} s"
+                )
+            time.sleep(0.05)
 
     def settle_unknowns(self) -> int:
         """Probe each order left unknown; give back what was not persisted. Returns how many

@@ -115,7 +115,7 @@ def failure_run(
                 records = run_workload(design, attempts, concurrency=concurrency)
             if isinstance(crashed_list, list):
                 crashed = list(crashed_list)
-            design.drain()
+        design.drain()  # after the fault ended, as an operator would
         before = check_lab(lab, initial, records, redis_view=True)
         drift_before = reconcile(lab, repair=True)
         drift_after = reconcile(lab)

@@ -271,11 +271,12 @@ class TaskStore:
             task, owner, status=int(Status.DONE), done_time=db_now(), lock_owner=None
         )
 
-    def fail(self, task: Task, owner: str, error: str) -> bool:
+    def fail(self, task: Task, owner: str, error: str, *, dead: bool = False) -> bool:
+        """FAILED (to be retried after its backoff), or DEAD at once when it never can succeed."""
         return self._finish(
             task,
             owner,
-            status=int(Status.FAILED),
+            status=int(Status.DEAD if dead else Status.FAILED),
             attempts=task.attempts + 1,
             last_error=error[:200],
             lock_owner=None,
@@ -308,8 +309,11 @@ class TaskStore:
             )
         return unlocked
 
-    def retry_failed(self, *, max_attempts: int, backoff_s: float) -> tuple[int, int]:
-        """FAILED tasks whose backoff (backoff_s * 2**(attempts-1)) ran out: retry or bury.
+    def retry_failed(
+        self, *, max_attempts: int, backoff_s: float, max_backoff_s: float = 1.0
+    ) -> tuple[int, int]:
+        """FAILED tasks whose backoff (backoff_s * 2**(attempts-1), at most max_backoff_s) ran
+        out: retry or bury.
 
         Returns (retried, dead).
         """
@@ -328,7 +332,9 @@ class TaskStore:
                     )
                 ).all()
                 due = [
-                    r.id for r in rows if now - r.modify_time >= backoff_s * 2 ** (r.attempts - 1)
+                    r.id
+                    for r in rows
+                    if now - r.modify_time >= min(backoff_s * 2 ** (r.attempts - 1), max_backoff_s)
                 ]
                 if due:
                     retried += conn.execute(

@@ -58,6 +58,10 @@ class EngineCounters:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
+class TaskRefused(Exception):
+    """`apply` says the task can never succeed (the database guard refused it): DEAD at once."""
+
+
 class _Killed(Exception):
     """An executor dies here, holding its claimed task (a crashed worker)."""
 
@@ -74,6 +78,7 @@ class TaskEngine:
         lease_s: float = 5.0,
         max_attempts: int = 5,
         backoff_s: float = 0.05,
+        max_backoff_s: float = 1.0,
         poll_s: float = 0.005,
         node: str = "node-1",
     ) -> None:
@@ -97,6 +102,7 @@ class TaskEngine:
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         self.poll_s = poll_s
         self.node = node
         self.boot = uuid.uuid4().hex[:8]
@@ -219,7 +225,12 @@ class TaskEngine:
             time.sleep(self.pause_after_claim_s)
         try:
             fresh = self.apply(task.order)
-        except Exception as exc:  # any failure is a retryable task failure
+        except TaskRefused as exc:  # it can never succeed: no retries
+            error = f"{type(exc).__name__}: {exc}"
+            recorded = self.store.fail(task, owner, error, dead=True)
+            self.counters.add("dead" if recorded else "lease_lost")
+            return
+        except Exception as exc:  # any other failure is a retryable task failure
             try:
                 recorded = self.store.fail(task, owner, f"{type(exc).__name__}: {exc}")
             except Exception:  # the DB cannot even record it: the lease will bring it back
@@ -246,7 +257,9 @@ class TaskEngine:
     def maintain_once(self) -> None:
         """One pass of the exception worker and the unlock worker."""
         retried, dead = self.store.retry_failed(
-            max_attempts=self.max_attempts, backoff_s=self.backoff_s
+            max_attempts=self.max_attempts,
+            backoff_s=self.backoff_s,
+            max_backoff_s=self.max_backoff_s,
         )
         self.counters.add("retried", retried)
         self.counters.add("dead", dead)
