@@ -9,11 +9,8 @@ from inventory_lab import Order, Outcome, Workload, check_lab, run_workload
 from inventory_lab.designs import design_class
 from inventory_lab.faults import (
     SimulatedCrash,
-    SimulatedLostAck,
     crash_before_compensation,
     crash_between_gates,
-    hold_between_gates,
-    lost_commit_ack,
 )
 from inventory_lab.reconcile import reconcile
 from inventory_lab.workload import RECORD_COLUMNS
@@ -106,89 +103,6 @@ def _told(*pairs):
     """Client records: what each order was told."""
     rows = [[o.order_id, o.sku, o.qty, 0, 0, 0.0, 0.0, 0.0, told, ""] for o, told in pairs]
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
-
-
-@pytest.mark.parametrize("as_written", [True, False])
-@pytest.mark.parametrize("name", ["two_gate", "two_gate_lua", "task_engine"])
-def test_a_lost_commit_acknowledgement(paired_lab, name, as_written):
-    """Stock 1, two buyers; the first one's gate 2 commits and its acknowledgement is lost.
-
-    As written the error is taken for a failure: the stock is given back and sold again.
-    By default the design asks the database first: the first buyer was served.
-    """
-    design = _open(paired_lab, name, as_written=as_written)
-    design.setup({"sku-1": 1})
-    first, second = Order("o-1", "sku-1", 1), Order("o-2", "sku-1", 1)
-    try:
-        with lost_commit_ack(paired_lab.engine) as fault:
-            if as_written:
-                with pytest.raises(SimulatedLostAck):
-                    design.deduct(first)
-                told_first = "unknown"
-            else:
-                result = design.deduct(first)
-                assert result.outcome is Outcome.ACCEPTED and "reply lost" in result.detail
-                told_first = "accepted"
-        assert fault.struck == 1
-        told_second = design.deduct(second).outcome.value
-        design.drain()
-    finally:
-        design.close()
-    report = check_lab(
-        paired_lab, {"sku-1": 1}, _told((first, told_first), (second, told_second)), redis_view=True
-    )
-    if as_written:
-        assert told_second == "accepted"
-        assert report.oversold == 1 and report.unknown_persisted == 1
-        assert report.per_sku["db_final"].item() == -1
-    else:
-        assert told_second == "sold_out"
-        assert report.ok and report.converged, report.summary()
-
-
-@pytest.mark.parametrize("as_written", [True, False])
-@pytest.mark.parametrize("name", REDIS_DESIGNS)
-def test_a_rewarm_while_an_order_sits_between_the_gates(paired_lab, name, as_written):
-    """Stock 2. Buyer a passes gate 1 and stops before gate 2; Redis is re-warmed from the
-    database (which does not know a yet); buyers b and c pass; then a goes on.
-
-    As written the re-warm handed a's unit out again: three sold out of two. Fenced, a's gate 2
-    finds Redis's epoch moved on and refuses it.
-    """
-    design = _open(paired_lab, name, as_written=as_written)
-    design.setup({"sku-1": 2})
-    a, b, c = (Order(f"o-{x}", "sku-1", 1) for x in "abc")
-    parked, release = threading.Event(), threading.Event()
-    told = {}
-
-    def hold(order):
-        if order == a:
-            parked.set()
-            release.wait(60)
-
-    try:
-        with hold_between_gates(design, hold):
-            buyer = threading.Thread(target=lambda: told.update(a=design.deduct(a)))
-            buyer.start()
-            assert parked.wait(60)
-            design.rewarm()
-            told["b"], told["c"] = design.deduct(b), design.deduct(c)
-            release.set()
-            buyer.join(60)
-        design.drain()
-    finally:
-        release.set()
-        design.close()
-    outcomes = {x: told[x].outcome for x in "abc"}
-    records = _told(*((o, outcomes[x].value) for x, o in zip("abc", (a, b, c), strict=True)))
-    report = check_lab(paired_lab, {"sku-1": 2}, records, redis_view=True)
-    assert outcomes["b"] is outcomes["c"] is Outcome.ACCEPTED
-    if as_written:
-        assert outcomes["a"] is Outcome.ACCEPTED
-        assert report.oversold == 1 and report.per_sku["db_final"].item() == -1
-    else:
-        assert outcomes["a"] is Outcome.ERROR and "re-warmed" in told["a"].detail
-        assert report.ok and report.converged, report.summary()
 
 
 @pytest.mark.parametrize("name", ["two_gate", "two_gate_lua", "task_engine"])
