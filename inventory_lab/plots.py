@@ -106,6 +106,26 @@ def race_timeline(
     return ax
 
 
+def fault_windows(ax: Axes, history: pd.DataFrame) -> Axes:
+    """Shade the nemesis's windows (start to end) and mark its instant strikes on a timeline
+    in milliseconds (e.g. `race_timeline`'s). `history` is `Nemesis.history()`, on the same
+    clock as the records (run_workload's `t0`)."""
+    starts = history[history["event"] == "start"]["t_s"].tolist()
+    ends = history[history["event"] == "end"]["t_s"].tolist()
+    for n, (start, end) in enumerate(zip(starts, ends, strict=False)):
+        label = f"{history['fault'].iloc[0]} (window)" if n == 0 else None
+        ax.axvspan(start * 1000.0, end * 1000.0, color="0.25", alpha=0.13, lw=0, label=label)
+    for n, t in enumerate(history[history["event"] == "strike"]["t_s"]):
+        label = f"{history['fault'].iloc[0]} (strike)" if n == 0 else None
+        ax.axvline(t * 1000.0, color="0.15", lw=1.5, ls="--", label=label)
+    handles, _ = ax.get_legend_handles_labels()
+    legend = ax.get_legend()
+    if legend is not None:  # keep the outcome legend, add the nemesis's entries below it
+        handles = [*legend.legend_handles, *handles]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax
+
+
 def throughput_vs_concurrency(
     frame: pd.DataFrame,
     ax: Axes | None = None,

@@ -469,6 +469,19 @@ def review(
     return frame
 
 
+def where_found(matrices: list[pd.DataFrame], finding: str) -> pd.Series:
+    """Per row label: the faults under which `finding` (a cell column: oversold, lost,
+    drift_before, false_duplicates…) was above zero in any of the matrices, or "none"."""
+    cells = pd.concat(matrices, ignore_index=True)
+    hits = cells[cells[finding].fillna(0) > 0]
+    rows = list(dict.fromkeys(cells["row"]))
+    found = {
+        row: ", ".join(f for f in FAULTS if f in set(hits.loc[hits["row"] == row, "fault"]))
+        for row in rows
+    }
+    return pd.Series({row: faults or "none" for row, faults in found.items()}, name=finding)
+
+
 def save_review(frame: pd.DataFrame, path: str | Path) -> Path:
     """Append a review's cells to the `review` table of a DuckDB results file."""
     path = Path(path)
