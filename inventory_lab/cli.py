@@ -21,7 +21,7 @@ from rich.table import Table
 
 from inventory_lab.backends import FAKE_REDIS
 from inventory_lab.bench import compare
-from inventory_lab.designs import design_class, design_names
+from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, run_experiment
 from inventory_lab.lab import open_lab
@@ -30,15 +30,7 @@ from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
 from inventory_lab.workload import Workload
 
 EXIT_USAGE = 2
-BENCH_DESIGNS = (
-    "db_only",
-    "two_gate",
-    "two_gate_pipeline",
-    "two_gate_multi",
-    "two_gate_watch",
-    "two_gate_lua",
-    "task_engine",
-)
+BENCH_DESIGNS = tuple(name for name in TEACHING_ORDER if name != "naive")  # naive oversells
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from inventory_lab import nemesis
 from inventory_lab.backends import redis_client
 from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.designs import design_class
+from inventory_lab.designs import design_class, redis_design_names
 from inventory_lab.designs.base import BaseDesign
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.experiment import machine
@@ -49,14 +49,7 @@ RECOMMENDED = "task_engine"
 INVARIANTS = ("oversold", "double_deducted", "lost", "unaccounted")
 BASE_WORKLOAD = Workload(orders=150, skus=2, stock=40, skew=1.1, seed=7)
 CONCURRENCY = 6
-REDIS_DESIGNS = (
-    "two_gate",
-    "two_gate_pipeline",
-    "two_gate_multi",
-    "two_gate_watch",
-    "two_gate_lua",
-    "task_engine",
-)
+REDIS_DESIGNS = tuple(redis_design_names())
 AS_WRITTEN = ("two_gate", "two_gate_lua", "task_engine")  # the article's own designs
 
 

@@ -6,7 +6,7 @@ import pytest
 import inventory_lab.designs.task_engine as task_engine_module
 import inventory_lab.designs.two_gate as two_gate_module
 from inventory_lab import Order, Outcome, Workload, check_lab, run_workload
-from inventory_lab.designs import design_class
+from inventory_lab.designs import design_class, redis_design_names
 from inventory_lab.faults import (
     SimulatedCrash,
     crash_before_compensation,
@@ -83,14 +83,7 @@ def test_a_crash_between_the_gates_leaves_a_code_that_lies_to_the_retry(redis_la
 
 # --- faults that strike mid-flight: as written they oversell, by default they do not ------------
 
-REDIS_DESIGNS = [
-    "two_gate",
-    "two_gate_pipeline",
-    "two_gate_multi",
-    "two_gate_watch",
-    "two_gate_lua",
-    "task_engine",
-]
+REDIS_DESIGNS = redis_design_names()
 
 
 def _open(lab, name, **options):

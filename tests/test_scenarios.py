@@ -4,17 +4,11 @@ every backend; as the lab builds the designs, the same steps sell nothing twice.
 import pytest
 
 from inventory_lab import Outcome
+from inventory_lab.designs import redis_design_names
 from inventory_lab.reconcile import reconcile
 from inventory_lab.scenarios import lost_commit_ack, rewarm_between_gates
 
-REDIS_DESIGNS = [
-    "two_gate",
-    "two_gate_pipeline",
-    "two_gate_multi",
-    "two_gate_watch",
-    "two_gate_lua",
-    "task_engine",
-]
+REDIS_DESIGNS = redis_design_names()
 
 
 @pytest.mark.parametrize("as_written", [True, False])

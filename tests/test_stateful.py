@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 )
 
 from inventory_lab import Order, Outcome, check_lab, keys, open_lab
-from inventory_lab.designs import design_class
+from inventory_lab.designs import design_class, redis_design_names
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.designs.two_gate import TwoGate
 from inventory_lab.faults import (
@@ -54,15 +54,7 @@ STATEFUL = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 INITIAL = {"sku-1": 4, "sku-2": 2}
-DESIGNS = [
-    "db_only",
-    "two_gate",
-    "two_gate_pipeline",
-    "two_gate_multi",
-    "two_gate_watch",
-    "two_gate_lua",
-    "task_engine",
-]
+DESIGNS = ["db_only", *redis_design_names()]
 
 
 class OrdersUnderFaults(RuleBasedStateMachine):

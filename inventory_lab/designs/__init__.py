@@ -14,7 +14,28 @@ import pkgutil
 from inventory_lab.designs.base import REGISTRY, BaseDesign, Design, register
 from inventory_lab.errors import LabError
 
-__all__ = ["REGISTRY", "BaseDesign", "Design", "design_class", "design_names", "register"]
+__all__ = [
+    "REGISTRY",
+    "TEACHING_ORDER",
+    "BaseDesign",
+    "Design",
+    "design_class",
+    "design_names",
+    "redis_design_names",
+    "register",
+]
+
+# From the strawman to the recommended design: the order tables and charts list them in.
+TEACHING_ORDER = (
+    "naive",
+    "db_only",
+    "two_gate",
+    "two_gate_pipeline",
+    "two_gate_multi",
+    "two_gate_watch",
+    "two_gate_lua",
+    "task_engine",
+)
 
 _loaded = False
 
@@ -31,6 +52,11 @@ def _load_all() -> None:
 def design_names() -> list[str]:
     _load_all()
     return sorted(REGISTRY)
+
+
+def redis_design_names() -> list[str]:
+    """The designs that keep stock in Redis, in teaching order."""
+    return [name for name in TEACHING_ORDER if design_class(name).uses_redis]
 
 
 def design_class(name: str) -> type[BaseDesign]:
