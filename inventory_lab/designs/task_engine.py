@@ -96,8 +96,9 @@ class TaskEngineDesign(TwoGateLua):
             raise TaskRefused(f"the DB guard refused {exc}") from exc
         return True
 
-    def drain(self) -> None:
-        self.settle_unknowns()
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Settle the unknown outcomes (see `two_gate`), then wait until every task is applied."""
+        super().drain(timeout_s)
         if not self.engine.running:
             self.engine.start()
         if not self.engine.wait_drained(self.drain_timeout_s):
