@@ -4,6 +4,7 @@ import time
 
 import pandas as pd
 import pytest
+import redis
 
 from inventory_lab import InvalidOrder, Order, Outcome, Workload, check_lab, keys, run_workload
 from inventory_lab.designs import design_class
@@ -265,3 +266,24 @@ def test_the_db_guard_turns_a_wrong_redis_into_a_refusal(redis_lab, guard):
     else:
         assert outcomes == [Outcome.ACCEPTED] * 3
         assert report.oversold == 2
+
+
+def test_a_redis_failure_in_gate_one_is_an_error_and_frees_the_code(redis_lab):
+    """The gate-1 script ran and its reply was lost: nothing reached the database, so the order
+    did not happen; its retry is served, not told "duplicate"."""
+    design = _design(redis_lab, "two_gate_lua")
+    order = Order("o-1", "sku-1", 1)
+    gate_one = design.gate_one
+
+    def reply_lost(o):
+        gate_one(o)
+        raise redis.ConnectionError("connection killed after the command was sent")
+
+    design.gate_one = reply_lost
+    result = design.deduct(order)
+    del design.gate_one
+    assert result.outcome is Outcome.ERROR and "nothing reached the database" in result.detail
+    assert design.deduct(order).outcome is Outcome.ACCEPTED
+    assert design.stock("sku-1") == 1  # two decrements for one order: short until reconciled
+    reconcile(redis_lab, repair=True)
+    assert design.stock("sku-1") == 2

@@ -31,6 +31,9 @@ article's behaviour, to show what it costs):
   unfenced and gate 2 checked nothing.
 - Redis that lost its data (a stock hash with no epoch) is noticed by gate 1 and re-warmed once,
   safely, instead of every order being refused as an unknown SKU.
+- A Redis error in gate 1 is an `error`, not an unknown: nothing reached the database, so the
+  order did not happen. A decrement that ran before its reply was lost stays in Redis until
+  reconciliation (an undersell, never an oversell); the anti-repeat code is freed for a retry.
 
 As written, a duplicate caught only by gate 2 (the Redis code expired, the DB row did not) keeps
 the Redis decrement: Redis and the DB then disagree until reconciled. `give_back_duplicates=True`
@@ -48,6 +51,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -132,10 +136,18 @@ class TwoGate(BaseDesign):
 
     def deduct(self, order: Order) -> Result:
         self.check(order)
-        admitted = self.gate_one(order)
-        if admitted is NOT_WARM:  # Redis lost its data (or was never warmed): re-warm, once
-            self._recover_redis(order)
+        try:
             admitted = self.gate_one(order)
+            if admitted is NOT_WARM:  # Redis lost its data (or was never warmed): re-warm, once
+                self._recover_redis(order)
+                admitted = self.gate_one(order)
+        except redis.RedisError as exc:
+            # Nothing reached the database: the order did not happen, whatever Redis did. A
+            # decrement that ran before the reply was lost stays until reconciliation (an
+            # undersell); the code is freed, so that a retry is not told "already done".
+            with suppress(redis.RedisError):
+                self.lab.redis.delete(self.keys_for(order)[0])
+            return Result(Outcome.ERROR, f"gate 1: {describe(exc)}; nothing reached the database")
         if isinstance(admitted, Result):
             return admitted
         return self.gate_two(order, admitted.epoch)
