@@ -141,6 +141,10 @@ class Nemesis:
             raise ValueError(f"{fault} on a real Redis needs a redis-server of its own (server=)")
         self._rng = random.Random(seed)
         self.plan = self._schedule(attempts, strikes, window)
+        self._waiting: dict[int, int] = {}  # attempt -> the nemesis's actions still due there
+        for start, end in self.plan:
+            for at in {start, end}:
+                self._waiting[at] = self._waiting.get(at, 0) + 1
         self._progress = threading.Condition()
         self._started = 0  # attempts the workload has started
         self._stop = threading.Event()
@@ -181,25 +185,41 @@ class Nemesis:
     def _schedule(
         self, attempts: int, strikes: tuple[int, int], window: tuple[float, float]
     ) -> list[tuple[int, int]]:
-        """(start, end) attempt numbers of each strike; end == start for an instant."""
+        """(start, end) attempt numbers of each strike, end == start for an instant; strikes
+        do not overlap (a window that would start inside the one before starts after it)."""
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
-        plan = []
+        drawn = []
         for n in range(self._rng.randint(*strikes)):
             # the first strike early, while there is stock to sell; the others anywhere
             start = self._rng.randrange(max(int(attempts * (0.3 if n == 0 else 0.9)), 1))
             length = 0
             if FAULTS[self.fault].kind == "window":
                 length = max(1, round(attempts * self._rng.uniform(*window)))
-            plan.append((start, min(start + length, attempts - 1)))
-        return sorted(plan)
+            drawn.append((start, length))
+        plan: list[tuple[int, int]] = []
+        for start, length in sorted(drawn):
+            if plan:
+                start = max(start, plan[-1][1] + 1)
+            if start < attempts:
+                plan.append((start, min(start + length, attempts - 1)))
+        return plan
 
     def on_attempt(self, index: int) -> None:
-        """The workload started attempt `index` (pass as `run_workload(on_attempt=...)`)."""
+        """The workload starts attempt `index` (pass as `run_workload(on_attempt=...)`).
+
+        The client that starts an attempt at which the nemesis acts waits until it has acted
+        (the other clients go on, orders in flight): every planned strike happens, however busy
+        the machine and however fast the run.
+        """
         with self._progress:
             if index + 1 > self._started:
                 self._started = index + 1
                 self._progress.notify_all()
+            if index in self._waiting:
+                self._progress.wait_for(
+                    lambda: self._waiting[index] == 0 or self._stop.is_set(), timeout=30
+                )
 
     def _reached(self, attempt: int, *, repeat: Callable[[], None] | None = None) -> bool:
         """Wait until the workload starts `attempt` (False: the run ended first), running
@@ -224,11 +244,22 @@ class Nemesis:
                     self._record("strike", self.strike())
                     continue
                 self._record("start", self._open())
+                self._acted(start)
                 self._reached(end, repeat=self._repeat())
                 self._close()
                 self._record("end")
             except Exception as exc:  # a fault that could not strike is an event, not a crash
                 self._record("failed", f"{type(exc).__name__}: {exc}"[:200])
+            finally:  # never leave a client waiting at a strike that failed
+                self._acted(start)
+                self._acted(end)
+
+    def _acted(self, attempt: int) -> None:
+        """One action due at `attempt` is done: the client waiting there may go on."""
+        with self._progress:
+            if self._waiting.get(attempt, 0) > 0:
+                self._waiting[attempt] -= 1
+            self._progress.notify_all()
 
     def _record(self, event: str, detail: str = "") -> None:
         with self._lock:
