@@ -125,6 +125,16 @@ def check_epoch(conn: Connection, sku: str, epoch: str | None) -> None:
         raise StaleEpoch(f"Redis was re-warmed (epoch {epoch} -> {current}) after gate 1")
 
 
+def epochs(lab: Lab, sku: str) -> dict[str, int | None]:
+    """The epoch of the SKU's copy in Redis and the database's current one (to look at)."""
+    with lab.engine.connect() as conn:
+        current = conn.execute(
+            sa.select(schema.redis_epoch.c.epoch).where(schema.redis_epoch.c.sku == sku)
+        ).scalar_one_or_none()
+    copy = lab.redis.hget(keys.stock_key(lab.namespace, sku), keys.EPOCH_FIELD)
+    return {"redis": None if copy is None else int(copy), "database": current}
+
+
 def read_redis_stock(lab: Lab, skus: Iterable[str]) -> dict[str, int | None]:
     """Redis's view of each SKU's stock (None where the key is missing)."""
     skus = list(skus)

@@ -207,6 +207,22 @@ class SeedRun:
         names = tuple(name for name in INVARIANTS if getattr(self.after, name) > 0)
         return names + (("converged",) if self.after.converged is False else ())
 
+    def summary(self) -> dict[str, Any]:
+        """One line for a table: what the clients heard and what the checker found."""
+        outcomes = self.records["outcome"]
+        return {
+            "fault": self.fault,
+            "row": self.row.label,
+            "seed": self.seed,
+            "strikes": int(self.history["event"].isin(["start", "strike"]).sum()),
+            "accepted": int((outcomes == "accepted").sum()),
+            "unknown": int((outcomes == "unknown").sum()),
+            "unknown_persisted": self.before.unknown_persisted,
+            "oversold": self.after.oversold,
+            "lost": self.after.lost,
+            "drift_before": self.drift_before,
+        }
+
 
 def applies(lab: Lab, row: Row, fault: str) -> bool:
     if fault in WORKLOAD_FAULTS:

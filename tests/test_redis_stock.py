@@ -9,7 +9,7 @@ from sqlalchemy import event
 from inventory_lab import Order, Outcome, check_lab, keys
 from inventory_lab.designs import design_class
 from inventory_lab.faults import hold_between_gates
-from inventory_lab.redis_stock import read_redis_stock, warm_up
+from inventory_lab.redis_stock import epochs, read_redis_stock, warm_up
 from inventory_lab.workload import RECORD_COLUMNS
 
 
@@ -76,3 +76,14 @@ def test_of_two_warm_ups_racing_the_newer_copy_wins(redis_lab):
 def _told(*pairs):
     rows = [[o.order_id, o.sku, o.qty, 0, 0, 0.0, 0.0, 0.0, told.value, ""] for o, told in pairs]
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def test_a_fenced_rewarm_moves_both_epochs_on_and_an_unfenced_one_neither(redis_lab):
+    fenced = design_class("two_gate_lua")(redis_lab)
+    fenced.setup({"sku-1": 5})
+    before = epochs(redis_lab, "sku-1")
+    assert before["redis"] == before["database"] is not None
+    fenced.rewarm()
+    assert epochs(redis_lab, "sku-1") == {k: v + 1 for k, v in before.items()}
+    design_class("two_gate_lua")(redis_lab, as_written=True).rewarm()
+    assert epochs(redis_lab, "sku-1") == {k: v + 1 for k, v in before.items()}

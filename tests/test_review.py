@@ -82,6 +82,9 @@ def test_a_seed_run_keeps_the_records_and_the_nemesis_history(default_lab):
     assert len(strikes) >= 1 and (strikes["detail"] == "re-warmed").all()
     assert run.history["t_s"].between(0, run.records["end_s"].max() + 1).all()
     assert len(run.records) > 0 and run.before.summary().keys() == run.after.summary().keys()
+    line = run.summary()
+    assert line["strikes"] == len(strikes) and line["row"] == "task_engine (as written)"
+    assert line["accepted"] == (run.records["outcome"] == "accepted").sum()
 
 
 def test_unknown_faults_and_rows_are_refused(default_lab):
