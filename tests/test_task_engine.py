@@ -86,6 +86,8 @@ def test_skip_locked_batch_claiming_on_servers_that_have_it(lab):
         return
     first, second = store.claim_batch(0, "n:b:w0", 10), store.claim_batch(0, "n:b:w1", 10)
     assert first and not {t.id for t in first} & {t.id for t in second}
+    for owner, claimed in (("n:b:w0", first), ("n:b:w1", second)):  # handed back unapplied
+        assert all(store.release(task, owner) for task in claimed)
     ledger = _Ledger()
     # a lease far longer than any stall: this test is about claiming, not about leases
     engine = TaskEngine(store, ledger, workers=4, claim="skip_locked", batch=8, lease_s=60)
