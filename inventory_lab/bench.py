@@ -1,120 +1,372 @@
-"""Benchmarks: designs side by side on one hot SKU, with ratios measured in the same run.
+"""The benchmark: designs under named scenarios, from P processes × C clients, next to the
+ceilings measured in the same run, with the resource that saturated.
 
-On a small machine the load generator shares cores with the servers, so absolute figures say
-little on their own. Each cell is therefore reported next to two references measured in the same
-run at the same concurrency: the raw client's EVALSHA rate (the gate-1 script alone, no DB — the
-ceiling any Redis design could reach through this client) and `db_only`'s throughput. Redis round
-trips per accepted order are counted on the wire by `redis_meter`.
+A scenario is a workload and an arrival pattern:
+
+| scenario | SKUs | stock | arrivals | what it shows |
+|---|---|---|---|---|
+| `flash-sale` | 1 | 1% of the orders | open loop: a burst ramps to a peak | gate 1 takes a sale |
+| `one-row` | 1 | never sells out | closed loop | the hot row's ceiling (the article's start) |
+| `steady-hot` | 100, Zipf 1.2 | never sells out | closed loop | one hot SKU and a tail |
+| `spread` | 1,000 uniform | never sells out | closed loop | no hot row at all |
+
+Each cell runs one target (a design, or a raw ceiling from `senders`) with `loadgen`, checks a
+design's run with the checker (a benchmark that oversold would be measuring a bug), and samples
+CPU around the measured window (`saturation`). For an open-loop burst with no rate given, the
+peak is 1.5× the raw EVALSHA rate the same layout reached just before, closed loop: past every
+design's capacity, so the rate measured is the capacity and the latency shows the queue.
+
+`targets` turns cells into the ratios the lab promises to report — each a ratio of two rates
+measured in one run on one machine, never a timed assertion.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
-from inventory_lab import keys
-from inventory_lab.designs import design_class
-from inventory_lab.experiment import RunReport, run_experiment
-from inventory_lab.lab import Lab
-from inventory_lab.orders import Order
-from inventory_lab.redis_meter import metered
-from inventory_lab.scripts import lua_source
+from inventory_lab import schema
+from inventory_lab.backends import FAKE_REDIS, serve_fake_redis
+from inventory_lab.ceilings import Ceiling, pgbench_tps, redis_benchmark_rps
+from inventory_lab.checker import check_lab
+from inventory_lab.experiment import machine
+from inventory_lab.lab import Lab, open_lab
+from inventory_lab.loadgen import Arrivals, Layout, LoadRun, run_load
+from inventory_lab.orders import Outcome
+from inventory_lab.saturation import FAKE_SERVER, CpuMeter, verdict
+from inventory_lab.senders import Target, prepare
 from inventory_lab.workload import Workload
 
-RAW_SKU = "bench-raw"
+NAMESPACE = "ilab-bench"
+BURST_OVER_CEILING = 1.5
+TARGET_CLIENTS = 16
 
 
-def raw_evalsha_rate(lab: Lab, *, concurrency: int, calls: int = 2000) -> float:
-    """Gate-1 script calls per second by `concurrency` threads, nothing else: the reference."""
-    script = lab.redis.register_script(lua_source("gate1"))
-    stock_key = keys.stock_key(lab.namespace, RAW_SKU)
-    lab.redis.hset(stock_key, mapping={keys.STOCK_FIELD: 10**12, keys.EPOCH_FIELD: 1})
-    script(keys=[keys.anti_repeat_key(lab.namespace, "warm", RAW_SKU), stock_key], args=[1, 1000])
-    counter = itertools.count()
-    go = threading.Event()
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    skus: int
+    skew: float
+    stock_fraction: float | None  # stock per SKU as a fraction of the orders; None: never out
+    arrivals: str  # 'closed' or 'burst'
 
-    def client() -> None:
-        go.wait()
-        while (i := next(counter)) < calls:
-            code_key = keys.anti_repeat_key(lab.namespace, f"raw-{i}", RAW_SKU)
-            script(keys=[code_key, stock_key], args=[1, 1000])
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    start = time.perf_counter()
-    go.set()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - start
-    lab.redis.delete(stock_key)
-    return calls / elapsed
+    def workload(self, orders: int, seed: int = 42) -> Workload:
+        if self.stock_fraction is None:
+            stock = min(orders, schema.MAX_STOCK)
+        else:
+            stock = max(1, int(orders * self.stock_fraction))
+        return Workload(orders=orders, skus=self.skus, stock=stock, skew=self.skew, seed=seed)
 
 
-def round_trips_per_order(lab: Lab, design: str, orders: int = 20) -> float | None:
-    """Redis round trips per accepted order, counted on the wire (None for DB-only designs)."""
-    cls = design_class(design)
-    if not cls.uses_redis:
-        return None
-    instance = cls(lab)
-    instance.setup({"sku-rt": orders + 1})
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("flash-sale", "1 SKU, stock 1% of demand, burst arrivals", 1, 0.0, 0.01, "burst"),
+        Scenario("one-row", "1 SKU that never sells out, closed loop", 1, 0.0, None, "closed"),
+        Scenario("steady-hot", "100 SKUs, Zipf 1.2, never sells out", 100, 1.2, None, "closed"),
+        Scenario("spread", "1,000 SKUs, uniform, never sells out", 1000, 0.0, None, "closed"),
+    )
+}
+
+
+@dataclass
+class BenchSession:
+    """Where a bench runs: one lab (its URLs reachable from worker processes) and the layout."""
+
+    lab: Lab
+    redis_url: str  # unmasked: the workers connect with it; never printed (see `describe`)
+    db_url: str
+    processes: int
+    fake_redis: bool = False  # fakeredis served over TCP by this process: no redis-benchmark
+
+    def describe(self) -> dict[str, str]:
+        redis = "fakeredis (served over TCP)" if self.fake_redis else self.lab.redis_url
+        return {"redis": redis, "db": self.lab.db_url, "machine": machine()}
+
+
+@contextmanager
+def bench_session(
+    redis_url: str = FAKE_REDIS, db_url: str | None = None, *, processes: int = 2
+) -> Iterator[BenchSession]:
+    """A lab whose backends other processes can reach: fakeredis is served over TCP, and the
+    default SQLite file is named for the workers to open."""
+    if redis_url == FAKE_REDIS or redis_url.startswith("fake://"):
+        with serve_fake_redis() as served, bench_session(served, db_url, processes=processes) as s:
+            s.fake_redis = True
+            yield s
+        return
+    with open_lab(redis_url, db_url, namespace=NAMESPACE, pool_size=4) as lab:
+        real_db = db_url or f"sqlite:///{lab.scratch_file}"
+        yield BenchSession(lab, redis_url, real_db, processes)
+        lab.clear_redis()
+
+
+def run_cell(
+    session: BenchSession,
+    target: Target,
+    scenario: Scenario,
+    concurrency: int,
+    *,
+    orders: int,
+    arrivals: Arrivals | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """One target under one scenario at one concurrency: its rates, latency, check and CPU."""
+    layout = Layout.spread(concurrency, session.processes)
+    workload = scenario.workload(orders)
+    arrivals = arrivals or Arrivals()
+    initial = workload.initial_stock()
+    instance = prepare(target, session.lab, initial)
+    extra = {FAKE_SERVER: os.getpid()} if session.fake_redis else None
+    meter = CpuMeter(session.redis_url, session.db_url, extra=extra)
     try:
-        instance.deduct(Order("rt-warm", "sku-rt", 1))  # loads a script, if the design has one
-        with metered(lab.redis) as meter:
-            for i in range(orders):
-                instance.deduct(Order(f"rt-{i}", "sku-rt", 1))
+        run = run_load(
+            target,
+            workload,
+            layout=layout,
+            arrivals=arrivals,
+            redis_url=session.redis_url,
+            db_url=session.db_url,
+            namespace=NAMESPACE,
+            progress=progress,
+            on_ready=meter.start,
+            on_finished=meter.stop,
+        )
+        if instance is not None:
+            instance.drain()
+            check = check_lab(session.lab, initial, run.records, redis_view=target.uses_redis)
+        else:
+            check = None
     finally:
-        instance.close()  # a task engine's workers must not outlive the measurement
-    return meter.count / orders
+        if instance is not None:
+            instance.close()
+    cpu = meter.window(run.client_cpu_s, run.elapsed_s)
+    return _row(run, scenario, concurrency, cpu, check)
 
 
-def compare(
-    lab: Lab,
-    designs: Sequence[str],
+def _row(run: LoadRun, scenario: Scenario, concurrency: int, cpu: Any, check: Any) -> dict:
+    latency = run.percentiles_ms()
+    return {
+        "scenario": scenario.name,
+        "target": run.target.label,
+        "clients": concurrency,
+        "layout": str(run.layout),
+        "arrivals": run.arrivals.describe(),
+        "orders": len(run.records),
+        "decisions_per_s": round(run.decisions_per_s, 1),
+        "accepted_per_s": round(run.rate_of(Outcome.ACCEPTED), 1),
+        "p50_ms": round(latency["p50"], 3),
+        "p99_ms": round(latency["p99"], 3),
+        "p99.9_ms": round(latency["p99.9"], 3),
+        "max_ms": round(latency["max"], 3),
+        "service_p99_ms": round(run.percentiles_ms(from_intended=False)["p99"], 3),
+        "oversold": None if check is None else check.oversold,
+        "double_deducted": None if check is None else check.double_deducted,
+        "lost": None if check is None else check.lost,
+        "cpu_cores": cpu.as_dict(),
+        "saturated": verdict(cpu),
+    }
+
+
+def burst_for(
+    session: BenchSession, scenario: Scenario, concurrency: int, orders: int, rate: float | None
+) -> Arrivals:
+    """The scenario's arrivals: closed loop, or a burst at `rate` (default: 1.5× the raw
+    EVALSHA ceiling of this layout, measured now)."""
+    if scenario.arrivals == "closed":
+        return Arrivals()
+    if rate is None:
+        probe = run_cell(session, Target("raw_evalsha"), scenario, concurrency, orders=orders)
+        rate = BURST_OVER_CEILING * probe["decisions_per_s"]
+    return Arrivals("burst", rate=max(1.0, rate))
+
+
+def tool_ceilings(session: BenchSession, concurrency: int, *, pgbench_s: int) -> list[Ceiling]:
+    """pgbench on one row (stock that cannot run out) and redis-benchmark's EVALSHA of gate 1."""
+    sku = SCENARIOS["one-row"].workload(1).sku_names()[0]
+    found = []
+    if not session.fake_redis:
+        prepare(Target("raw_evalsha"), session.lab, {sku: schema.MAX_STOCK})
+        found.append(redis_benchmark_rps(session.redis_url, NAMESPACE, sku, clients=concurrency))
+    if session.lab.dialect == "postgresql":
+        schema.reset(session.lab.engine, {sku: schema.MAX_STOCK})
+        found.append(pgbench_tps(session.db_url, sku, clients=concurrency, seconds=pgbench_s))
+    return found
+
+
+def run_bench(
+    session: BenchSession,
+    scenarios: Sequence[str],
+    targets: Sequence[str],
     concurrencies: Sequence[int],
     *,
-    orders: int = 2000,
+    orders: int = 5000,
+    rate: float | None = None,
+    pgbench_s: int = 3,
     progress: bool = True,
-) -> tuple[pd.DataFrame, list[RunReport]]:
-    """Every design at every concurrency on one hot SKU that never sells out.
-
-    Returns one row per (design, concurrency) with throughput, p50/p99, round trips and the
-    ratios to raw EVALSHA and to db_only at that concurrency, plus the full reports.
-    """
-    designs = list(designs)
-    if "db_only" not in designs:
-        designs.append("db_only")
-    workload = Workload(orders=orders, skus=1, stock=orders)
-    trips = {name: round_trips_per_order(lab, name) for name in designs}
-    rows, reports = [], []
-    cells = [(c, name) for c in concurrencies for name in designs]
-    raw: dict[int, float] = {}
-    for concurrency, name in tqdm(cells, desc="bench", disable=not progress):
-        if concurrency not in raw:
-            raw[concurrency] = raw_evalsha_rate(lab, concurrency=concurrency)
-        report = run_experiment(lab, name, workload, concurrency=concurrency).report
-        reports.append(report)
+) -> tuple[pd.DataFrame, list[Ceiling]]:
+    """Every target under every scenario at every concurrency, and the tools' ceilings."""
+    cells = [(s, c, t) for s in scenarios for c in concurrencies for t in targets]
+    rows = []
+    ceilings: list[Ceiling] = []
+    arrivals: dict[tuple[str, int], Arrivals] = {}
+    for scenario_name, concurrency, target_name in tqdm(cells, desc="bench", disable=not progress):
+        scenario = SCENARIOS[scenario_name]
+        key = (scenario_name, concurrency)
+        if key not in arrivals:
+            arrivals[key] = burst_for(session, scenario, concurrency, orders, rate)
         rows.append(
-            {
-                "design": name,
-                "concurrency": concurrency,
-                "throughput": report.throughput,
-                "p50_ms": report.latency_ms["p50"],
-                "p99_ms": report.latency_ms["p99"],
-                "round_trips": trips[name],
-                "raw_evalsha": round(raw[concurrency], 1),
-                "oversold": report.oversold,
-                "double_deducted": report.double_deducted,
-                "converged": report.converged,
-            }
+            run_cell(
+                session,
+                Target(target_name),
+                scenario,
+                concurrency,
+                orders=orders,
+                arrivals=arrivals[key],
+            )
+        )
+    for concurrency in concurrencies:
+        ceilings.extend(tool_ceilings(session, concurrency, pgbench_s=pgbench_s))
+    return pd.DataFrame(rows), ceilings
+
+
+# --- the targets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetRatio:
+    claim: str
+    numerator: str  # what was measured, in words
+    denominator: str
+    ratio: float | None
+    goal: float
+    saturated: str
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.ratio is None else self.ratio >= self.goal
+
+
+# The cells the targets need, all at TARGET_CLIENTS clients: (scenario, target).
+TARGET_CELLS = (
+    ("flash-sale", "raw_evalsha"),
+    ("flash-sale", "two_gate_lua"),
+    ("one-row", "db_only"),
+    ("one-row", "raw_sql"),
+    ("spread", "db_only"),
+)
+
+
+def run_targets(
+    session: BenchSession,
+    *,
+    orders: int = 5000,
+    rate: float | None = None,
+    pgbench_s: int = 3,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list[Ceiling], list[TargetRatio]]:
+    """The cells behind the lab's promised ratios, the tools' ceilings, and the ratios."""
+    rows = []
+    arrivals: dict[str, Arrivals] = {}
+    for scenario_name, target_name in tqdm(TARGET_CELLS, desc="targets", disable=not progress):
+        scenario = SCENARIOS[scenario_name]
+        if scenario_name not in arrivals:
+            arrivals[scenario_name] = burst_for(session, scenario, TARGET_CLIENTS, orders, rate)
+        rows.append(
+            run_cell(
+                session,
+                Target(target_name),
+                scenario,
+                TARGET_CLIENTS,
+                orders=orders,
+                arrivals=arrivals[scenario_name],
+            )
         )
     frame = pd.DataFrame(rows)
-    db_only = frame[frame["design"] == "db_only"].set_index("concurrency")["throughput"]
-    frame["vs_raw_evalsha"] = (frame["throughput"] / frame["raw_evalsha"]).round(3)
-    frame["vs_db_only"] = (frame["throughput"] / frame["concurrency"].map(db_only)).round(2)
-    return frame, reports
+    ceilings = tool_ceilings(session, TARGET_CLIENTS, pgbench_s=pgbench_s)
+    return frame, ceilings, ratios(frame, ceilings)
+
+
+def ratios(frame: pd.DataFrame, ceilings: Sequence[Ceiling]) -> list[TargetRatio]:
+    """The promised ratios from cells at TARGET_CLIENTS clients (None where a side is missing)."""
+
+    def cell(scenario: str, target: str) -> dict[str, Any] | None:
+        found = frame[
+            (frame["scenario"] == scenario)
+            & (frame["target"] == target)
+            & (frame["clients"] == TARGET_CLIENTS)
+        ]
+        return None if found.empty else found.iloc[0].to_dict()
+
+    pgbench = next((c.rate for c in ceilings if c.tool == "pgbench" and c.rate), None)
+    lua, raw = cell("flash-sale", "two_gate_lua"), cell("flash-sale", "raw_evalsha")
+    hot, spread = cell("one-row", "db_only"), cell("spread", "db_only")
+    n = TARGET_CLIENTS
+
+    def ratio(top: float | None, bottom: float | None) -> float | None:
+        if top is None or not bottom:
+            return None
+        return round(top / bottom, 3)
+
+    def rate(row: dict[str, Any] | None, column: str) -> float | None:
+        return None if row is None else float(row[column])
+
+    def saturated(row: dict[str, Any] | None) -> str:
+        return "not measured" if row is None else str(row["saturated"])
+
+    return [
+        TargetRatio(
+            "two_gate_lua flash-sale decisions/s vs the raw EVALSHA loop, same layout",
+            f"two_gate_lua, flash-sale, {n} clients",
+            f"raw EVALSHA of gate 1, flash-sale, {n} clients",
+            ratio(rate(lua, "decisions_per_s"), rate(raw, "decisions_per_s")),
+            0.9,
+            saturated(lua),
+        ),
+        TargetRatio(
+            "db_only accepted/s on one hot row vs pgbench, same client count",
+            f"db_only, one-row, {n} clients",
+            f"pgbench, db_only's transaction on one row, {n} clients",
+            ratio(rate(hot, "accepted_per_s"), pgbench),
+            0.7,
+            saturated(hot),
+        ),
+        TargetRatio(
+            "the article: Redis gate 1 absorbs a flash sale the one row could not",
+            f"two_gate_lua, flash-sale decisions/s, {n} clients",
+            f"pgbench on one row, {n} clients",
+            ratio(rate(lua, "decisions_per_s"), pgbench),
+            5.0,
+            saturated(lua),
+        ),
+        TargetRatio(
+            "the article: spreading rows lifts the DB's ceiling",
+            f"db_only accepted/s, spread, {n} clients",
+            f"db_only accepted/s, one-row, {n} clients",
+            ratio(rate(spread, "accepted_per_s"), rate(hot, "accepted_per_s")),
+            2.0,
+            saturated(spread),
+        ),
+    ]
+
+
+def ratio_table(found: Sequence[TargetRatio]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "claim": r.claim,
+                "ratio": r.ratio,
+                "goal": f">= {r.goal:g}",
+                "met": {True: "yes", False: "no", None: "not measured"}[r.met],
+                "saturated": r.saturated,
+            }
+            for r in found
+        ]
+    )

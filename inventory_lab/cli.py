@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +21,14 @@ from rich.console import Console
 from rich.table import Table
 
 from inventory_lab.backends import FAKE_REDIS
-from inventory_lab.bench import compare
+from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, run_experiment
 from inventory_lab.lab import open_lab
 from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
 from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
+from inventory_lab.senders import RAW_KINDS
 from inventory_lab.workload import Workload
 
 EXIT_USAGE = 2
@@ -49,6 +51,16 @@ def _int_in(low: int, high: int):  # type: ignore[no-untyped-def]
         return value
 
     return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -125,15 +137,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action="store_true", help="show a progress bar")
 
     bench = commands.add_parser(
-        "bench", help="designs side by side on one hot SKU, with ratios to raw EVALSHA and db_only"
+        "bench",
+        help="designs under a scenario from P processes x C clients, next to raw ceilings, "
+        "with the saturated resource and the lab's target ratios",
+    )
+    bench.add_argument(
+        "--scenario", default="flash-sale", help=f"comma-separated: {', '.join(SCENARIOS)}"
     )
     bench.add_argument("--designs", default=",".join(BENCH_DESIGNS), help="comma-separated")
-    bench.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts")
-    bench.add_argument("--orders", type=_int_in(1, 10_000_000), default=2000)
+    bench.add_argument(
+        "--ceilings",
+        default=",".join(RAW_KINDS),
+        help="raw loops run by the same processes (comma-separated, or 'none')",
+    )
+    bench.add_argument("--concurrency", default="16", help="comma-separated total client counts")
+    bench.add_argument(
+        "--processes", type=_int_in(1, 64), default=os.cpu_count() or 1, help="load processes"
+    )
+    bench.add_argument("--orders", type=_int_in(1, 10_000_000), default=5000, help="per cell")
+    bench.add_argument(
+        "--rate", type=_positive, default=None, help="open-loop peak orders/s (default: 1.5x raw)"
+    )
+    bench.add_argument("--pgbench-seconds", type=_int_in(1, 600), default=3)
+    bench.add_argument(
+        "--no-targets", action="store_true", help="skip the cells behind the target ratios"
+    )
     bench.add_argument("--redis", default=FAKE_REDIS)
     bench.add_argument("--db", default=None)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--save", nargs="?", const=str(DEFAULT_PATH), default=None, metavar="PATH")
 
     review_cmd = commands.add_parser(
         "review", help="every design under every fault, checked against written expectations"
@@ -225,34 +256,72 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    designs = [name.strip() for name in args.designs.split(",") if name.strip()]
-    if not designs:
-        raise LabError("--designs names no design")
-    for name in designs:
-        design_class(name)
-    concurrencies = _int_list(args.concurrency, "--concurrency", 1, 256)
-    with open_lab(args.redis, args.db, pool_size=min(max(concurrencies), 64)) as lab:
-        frame, reports = compare(
-            lab, designs, concurrencies, orders=args.orders, progress=not args.json
+    scenarios = _names(args.scenario, list(SCENARIOS), "scenario")
+    targets = _names(args.designs, design_names(), "design")
+    if args.ceilings.strip() != "none":
+        targets = _names(args.ceilings, list(RAW_KINDS), "ceiling") + targets
+    concurrencies = _int_list(args.concurrency, "--concurrency", 1, 1024)
+    show = not args.json
+    with bench_session(args.redis, args.db, processes=args.processes) as session:
+        where = session.describe()
+        frame, ceilings = run_bench(
+            session,
+            scenarios,
+            targets,
+            concurrencies,
+            orders=args.orders,
+            rate=args.rate,
+            pgbench_s=args.pgbench_seconds,
+            progress=show,
         )
-    if args.save:
-        for report in reports:
-            save_run(report, Path(args.save))
+        found: list = []
+        target_cells = frame.iloc[0:0]
+        if not args.no_targets:
+            target_cells, target_ceilings, found = run_targets(
+                session,
+                orders=args.orders,
+                rate=args.rate,
+                pgbench_s=args.pgbench_seconds,
+                progress=show,
+            )
+            ceilings += target_ceilings
     if args.json:
         print(
             json.dumps(
                 {
-                    "redis": reports[0].redis,
-                    "db": reports[0].db,
-                    "machine": reports[0].machine,
+                    **where,
+                    "processes": args.processes,
                     "orders": args.orders,
                     "cells": frame.to_dict(orient="records"),
-                }
+                    "ceilings": [vars(c) for c in ceilings],
+                    "target_cells": target_cells.to_dict(orient="records"),
+                    "targets": ratio_table(found).to_dict(orient="records"),
+                },
+                default=str,
             )
         )
-    else:
-        print(f"{reports[0].redis} + {reports[0].db} on {reports[0].machine}, one hot SKU")
-        print(frame.to_string(index=False))
+        return 0
+    print(f"{where['redis']} + {where['db']} on {where['machine']}, {args.processes} processes")
+    columns = [
+        "scenario",
+        "target",
+        "clients",
+        "layout",
+        "decisions_per_s",
+        "accepted_per_s",
+        "p50_ms",
+        "p99_ms",
+        "p99.9_ms",
+        "max_ms",
+        "oversold",
+        "saturated",
+    ]
+    print(frame[columns].to_string(index=False))
+    for ceiling in ceilings:
+        rate = f"{ceiling.rate:,.0f}/s" if ceiling.rate else f"not measured: {ceiling.note}"
+        print(f"{ceiling.tool} at {ceiling.clients} clients: {rate}")
+    if found:
+        print(ratio_table(found).to_string(index=False))
     return 0
 
 

@@ -1,6 +1,6 @@
 import json
 
-from inventory_lab.bench import compare, raw_evalsha_rate, round_trips_per_order
+from inventory_lab.bench_in_process import compare, raw_evalsha_rate, round_trips_per_order
 from inventory_lab.cli import main
 
 
