@@ -138,7 +138,7 @@ def run_workload(
                 sends.append(attempt.attempt + 1)
             for n, number in enumerate(sends):
                 start = time.perf_counter()
-                result = _deduct(design, order)
+                result = deduct_as_client(design, order)
                 end = time.perf_counter()
                 if n < len(sends) - 1:  # the server's answer never reached the client
                     result = Result(Outcome.UNKNOWN, f"reply lost (server said {result.outcome})")
@@ -173,7 +173,7 @@ def run_workload(
     return frame.sort_values("start_s", ignore_index=True)
 
 
-def _deduct(design: Design, order: Order) -> Result:
+def deduct_as_client(design: Design, order: Order) -> Result:
     """A client's view: bad input is `rejected`; an error that escapes leaves the outcome
     unknown."""
     try:
