@@ -6,6 +6,10 @@ deducts stock writes one row per deduction *in the same transaction*, and nothin
 so the checker can count how often an order really was deducted, whatever the design believed.
 `tasks_<n>` are the task engine's shard tables (built by `task_table`, one per shard); `reset`
 drops any left from an earlier run, so that no design's state leaks into the next one's checks.
+
+The statements every order runs are built here once, at import, with named bind parameters, and
+executed with a parameter dict: building a construct per order would cost more Python than the
+round trip it sends, and one statement object is found at once in SQLAlchemy's compiled cache.
 """
 
 from __future__ import annotations
@@ -127,6 +131,37 @@ def catalog(engine: Engine) -> frozenset[str]:
         return frozenset(read_stock(conn))
 
 
+# --- the order path's statements, built once -----------------------------------------------------
+# Bind names in an UPDATE must differ from the table's column names (SQLAlchemy reserves those
+# for the SET clause), hence `stock_sku` and `units`.
+
+# INSERT INTO anti_repeat(code) VALUES (:code): a duplicate code is an IntegrityError
+INSERT_ANTI_REPEAT = anti_repeat.insert().values(code=sa.bindparam("code"))
+
+_units = sa.bindparam("units", type_=sa.Integer)
+_left = stock.c.num - _units
+# UPDATE stock SET num = num - :units WHERE sku = :stock_sku: no check (gate 2 trusts Redis)
+DEDUCT_STOCK = sa.update(stock).where(stock.c.sku == sa.bindparam("stock_sku")).values(num=_left)
+# ... AND num - :units >= 0: never below zero; no row updated means not enough stock
+DEDUCT_STOCK_IF_ENOUGH = DEDUCT_STOCK.where(_left >= 0)
+# ... AND num - :units > 0: the article's slip, which refuses the last unit
+DEDUCT_STOCK_AS_WRITTEN = DEDUCT_STOCK.where(_left > 0)
+
+_RECORD_DEDUCTION = orders.insert().values(
+    order_id=sa.bindparam("order_id"),
+    sku=sa.bindparam("sku"),
+    qty=sa.bindparam("qty"),
+    design=sa.bindparam("design"),
+)
+
+
+def deduction_params(sku: str, qty: int) -> dict[str, object]:
+    """The parameters of `DEDUCT_STOCK` and its guarded variants."""
+    return {"stock_sku": sku, "units": qty}
+
+
 def record_deduction(conn: Connection, order_id: str, sku: str, qty: int, design: str) -> None:
     """Write the ledger row for a deduction; call it inside the deducting transaction."""
-    conn.execute(orders.insert().values(order_id=order_id, sku=sku, qty=qty, design=design))
+    conn.execute(
+        _RECORD_DEDUCTION, {"order_id": order_id, "sku": sku, "qty": qty, "design": design}
+    )

@@ -10,12 +10,12 @@ clause on the latest committed row after waiting for its lock (PostgreSQL READ C
 InnoDB's locking read, SQLite's single writer). The article wrote `num - q > 0`, which refuses
 the last unit; `as_written=True` keeps that slip so the lab can show it. An error after the
 transaction was sent is resolved from the anti-repeat row (`resolve.persisted`) before the client
-is answered: a lost commit acknowledgement is an acceptance, not an error.
+is answered: a lost commit acknowledgement is an acceptance, not an error. The statements are
+`schema`'s, built once at import; an order only supplies their parameters.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -56,12 +56,11 @@ class DbOnly(BaseDesign):
         return Result(Outcome.ACCEPTED)
 
     def _deduct_in(self, conn: Connection, order: Order) -> None:
-        conn.execute(schema.anti_repeat.insert().values(code=order.anti_repeat_code))
-        left = schema.stock.c.num - order.qty
-        guard = left > 0 if self.as_written else left >= 0
-        updated = conn.execute(
-            sa.update(schema.stock).where(schema.stock.c.sku == order.sku, guard).values(num=left)
-        ).rowcount
-        if updated == 0:
+        conn.execute(schema.INSERT_ANTI_REPEAT, {"code": order.anti_repeat_code})
+        update = (
+            schema.DEDUCT_STOCK_AS_WRITTEN if self.as_written else schema.DEDUCT_STOCK_IF_ENOUGH
+        )
+        updated = conn.execute(update, schema.deduction_params(order.sku, order.qty))
+        if updated.rowcount == 0:
             raise _SoldOut
         schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
