@@ -114,13 +114,18 @@ class StaleEpoch(Exception):
     """Gate 2 found the SKU's epoch moved on: the Redis copy that admitted the order is gone."""
 
 
+# SELECT epoch FROM redis_epoch WHERE sku = :sku FOR SHARE (built once: gate 2 runs it per order)
+_EPOCH_FOR_SHARE = (
+    sa.select(schema.redis_epoch.c.epoch)
+    .where(schema.redis_epoch.c.sku == sa.bindparam("sku"))
+    .with_for_update(read=True)
+)
+
+
 def check_epoch(conn: Connection, sku: str, epoch: str | None) -> None:
     """Gate 2's half of the fence: share-lock the SKU's epoch row (a re-warm's bump waits for
     this transaction; this one waits for a bump in progress) and refuse an older epoch."""
-    row = schema.redis_epoch
-    current = conn.execute(
-        sa.select(row.c.epoch).where(row.c.sku == sku).with_for_update(read=True)
-    ).scalar_one()
+    current = conn.execute(_EPOCH_FOR_SHARE, {"sku": sku}).scalar_one()
     if epoch is None or int(epoch) != current:
         raise StaleEpoch(f"Redis was re-warmed (epoch {epoch} -> {current}) after gate 1")
 

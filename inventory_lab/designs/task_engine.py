@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -66,21 +67,19 @@ class TaskEngineDesign(TwoGateLua):
         The task insert is this design's gate 2: it is fenced by the epoch like `two_gate`'s
         deduction, and an error after it was sent is resolved by probing the task's code.
         """
-        insert = self.store.insert_statement(order)
-        result = self._second_gate(
-            order,
-            epoch,
-            persist=lambda conn: self._record_task(conn, insert, order, epoch),
-            probe=insert,
-        )
+        result = self._second_gate(order, epoch, lambda conn: self._record_task(conn, order, epoch))
         if result.outcome is Outcome.DUPLICATE:  # the order line already has a task
             return Result(Outcome.DUPLICATE, "task exists")
         if result.outcome is Outcome.ACCEPTED and not result.detail:
             return Result(Outcome.ACCEPTED, "task recorded")
         return result
 
-    def _record_task(self, conn: Connection, insert: Any, order: Order, epoch: str | None) -> None:
-        conn.execute(insert)
+    def probe_for(self, order: Order) -> sa.Insert:
+        """The task's insert, with its values: its unique code tells whether gate 2 committed."""
+        return self.store.insert_statement(order)
+
+    def _record_task(self, conn: Connection, order: Order, epoch: str | None) -> None:
+        self.store.record(conn, order)
         if self.fenced:
             check_epoch(conn, order.sku, epoch)
 

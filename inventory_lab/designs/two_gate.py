@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import ClassVar
@@ -247,13 +247,13 @@ class TwoGate(BaseDesign):
         """After a decrement-then-check: give back what a refused order took."""
         if self.gap_s:
             time.sleep(self.gap_s)  # widen the window in which others see the decrement
-        code_key = self.keys_for(order)[0]
         if not fresh:  # the code was there: the decrement must not stand
             self.compensate(order, epoch)
             return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
         if left < 0:
             self.compensate(order, epoch)
-            self.lab.redis.delete(code_key)  # not done: a retry must not look "already done"
+            # not done: a retry must not look "already done"
+            self.lab.redis.delete(self.keys_for(order)[0])
             return Result(Outcome.SOLD_OUT, f"gate 1: HINCRBY gave {left}")
         return Admitted(epoch)
 
@@ -287,19 +287,16 @@ class TwoGate(BaseDesign):
     def gate_two(self, order: Order, epoch: str | None = None) -> Result:
         """Persist the deduction: anti-repeat row + unconditional UPDATE, one transaction."""
         return self._second_gate(
-            order,
-            epoch,
-            persist=lambda conn: self._persist(conn, order, epoch, fence=self.fenced),
-            probe=schema.anti_repeat.insert().values(code=order.anti_repeat_code),
+            order, epoch, lambda conn: self._persist(conn, order, epoch, fence=self.fenced)
         )
 
+    def probe_for(self, order: Order) -> sa.Insert:
+        """The insert of gate 2's unique key for `order` (its anti-repeat code), which
+        `resolve.persisted` runs to learn whether gate 2 committed; built only when needed."""
+        return schema.anti_repeat.insert().values(code=order.anti_repeat_code)
+
     def _second_gate(
-        self,
-        order: Order,
-        epoch: str | None,
-        *,
-        persist,
-        probe: sa.Insert,  # type: ignore[no-untyped-def]
+        self, order: Order, epoch: str | None, persist: Callable[[Connection], None]
     ) -> Result:
         """Run gate 2's transaction and settle every way it can end (see the module docstring)."""
         try:
@@ -321,11 +318,12 @@ class TwoGate(BaseDesign):
             if self.as_written:  # the article: an error is a failure, give everything back
                 self.undo_gate_one(order, epoch)
                 raise
-            return self._resolve(order, epoch, exc, probe)
+            return self._resolve(order, epoch, exc)
         return Result(Outcome.ACCEPTED)
 
-    def _resolve(self, order: Order, epoch: str | None, exc: Exception, probe: sa.Insert) -> Result:
+    def _resolve(self, order: Order, epoch: str | None, exc: Exception) -> Result:
         """An error after gate 2's statements were sent: ask the database before undoing."""
+        probe = self.probe_for(order)
         try:
             done = persisted(self.lab.engine, probe)
         except OutcomeUnknown as unknown:  # undo nothing now; `drain()` resolves it later
@@ -342,15 +340,15 @@ class TwoGate(BaseDesign):
         )
 
     def _persist(self, conn: Connection, order: Order, epoch: str | None, *, fence: bool) -> None:
-        conn.execute(schema.anti_repeat.insert().values(code=order.anti_repeat_code))
+        code = order.anti_repeat_code
+        conn.execute(schema.INSERT_ANTI_REPEAT, {"code": code})
         if fence:  # after the first write: on SQLite that write took the one writer's lock
             check_epoch(conn, order.sku, epoch)
-        left = schema.stock.c.num - order.qty
-        update = sa.update(schema.stock).where(schema.stock.c.sku == order.sku).values(num=left)
-        if self.db_guard:  # the last line: never below zero, whatever Redis believed
-            update = update.where(left >= 0)
-        if conn.execute(update).rowcount == 0 and self.db_guard:
-            raise GuardRefused(order.anti_repeat_code)
+        guard = self.db_guard  # the last line: never below zero, whatever Redis believed
+        update = schema.DEDUCT_STOCK_IF_ENOUGH if guard else schema.DEDUCT_STOCK
+        updated = conn.execute(update, schema.deduction_params(order.sku, order.qty))
+        if guard and updated.rowcount == 0:
+            raise GuardRefused(code)
         schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
 
     def compensate(self, order: Order, epoch: str | None = None) -> None:

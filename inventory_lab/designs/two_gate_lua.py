@@ -49,7 +49,7 @@ class TwoGateLua(TwoGate):
         self.script = lab.redis.register_script(lua_source("gate1"))
 
     def gate_one(self, order: Order) -> Admitted | Result:
-        left, epoch = self.script(keys=list(self.keys_for(order)), args=[order.qty, self.ttl_ms])
+        left, epoch = self.script(keys=self.keys_for(order), args=(order.qty, self.ttl_ms))
         left = int(left)
         if left == DUPLICATE:
             return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")

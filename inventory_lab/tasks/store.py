@@ -96,6 +96,31 @@ def units_by_sku(tasks: pd.DataFrame) -> dict[str, int]:
     return {sku: int(qty) for sku, qty in tasks.groupby("sku")["qty"].sum().items() if qty}
 
 
+def _task_values(order: Order) -> dict[str, Any]:
+    """The order's values in its task row."""
+    return {
+        "code": order.anti_repeat_code,
+        "order_id": order.order_id,
+        "sku": order.sku,
+        "qty": order.qty,
+    }
+
+
+def _task_insert(table: sa.Table, values: dict[str, Any]) -> sa.Insert:
+    """A NEW task row stamped on the database's clock, with the order's `values`: bind
+    parameters (the statement the order path reuses) or an order's own (a probe)."""
+    return table.insert().values(
+        **values,
+        status=int(Status.NEW),
+        attempts=0,
+        created_time=db_now(),
+        modify_time=db_now(),
+    )
+
+
+_BOUND_TASK_VALUES = {name: sa.bindparam(name) for name in ("code", "order_id", "sku", "qty")}
+
+
 class TaskStore:
     """The task tables of N shards, spread over one or more engines."""
 
@@ -108,6 +133,8 @@ class TaskStore:
         self.shards = shards
         self.metadata = sa.MetaData()
         self.tables = [schema.task_table(self.metadata, n) for n in range(shards)]
+        # Recording a task is on the order path: its insert is built once per shard.
+        self._inserts = [_task_insert(table, _BOUND_TASK_VALUES) for table in self.tables]
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -127,27 +154,27 @@ class TaskStore:
     # --- writing tasks ------------------------------------------------------------------------
 
     def insert_statement(self, order: Order) -> sa.Insert:
-        """The task row of an accepted deduction, NEW, stamped on the database's clock."""
-        return (
-            self.tables[self.shard_of(order.order_id)]
-            .insert()
-            .values(
-                code=order.anti_repeat_code,
-                order_id=order.order_id,
-                sku=order.sku,
-                qty=order.qty,
-                status=int(Status.NEW),
-                attempts=0,
-                created_time=db_now(),
-                modify_time=db_now(),
-            )
-        )
+        """The task row of an accepted deduction, NEW, stamped on the database's clock, as a
+        statement that carries the order's values (what `resolve.persisted` runs as its probe).
+
+        `record` runs the same INSERT from a statement built once per shard; this one is built
+        per call.
+        """
+        return _task_insert(self.tables[self.shard_of(order.order_id)], _task_values(order))
+
+    def record(self, conn: Connection, order: Order) -> int:
+        """Insert the NEW task row of an accepted deduction in `conn`'s transaction (on the
+        engine of the order's shard); returns the shard. A second task for the order line is an
+        IntegrityError."""
+        shard = self.shard_of(order.order_id)
+        conn.execute(self._inserts[shard], _task_values(order))
+        return shard
 
     def add(self, order: Order) -> int:
         """Record an accepted deduction as a NEW task; returns its shard. Durable on return."""
         shard = self.shard_of(order.order_id)
         with self.engine_of(shard).begin() as conn:
-            conn.execute(self.insert_statement(order))
+            self.record(conn, order)
         return shard
 
     def has_task(self, conn: Connection, order: Order) -> bool:
