@@ -93,16 +93,23 @@ class BenchSession:
 
 @contextmanager
 def bench_session(
-    redis_url: str = FAKE_REDIS, db_url: str | None = None, *, processes: int = 2
+    redis_url: str = FAKE_REDIS,
+    db_url: str | None = None,
+    *,
+    processes: int = 2,
+    namespace: str = NAMESPACE,
 ) -> Iterator[BenchSession]:
     """A lab whose backends other processes can reach: fakeredis is served over TCP, and the
     default SQLite file is named for the workers to open."""
     if redis_url == FAKE_REDIS or redis_url.startswith("fake://"):
-        with serve_fake_redis() as served, bench_session(served, db_url, processes=processes) as s:
+        with (
+            serve_fake_redis() as served,
+            bench_session(served, db_url, processes=processes, namespace=namespace) as s,
+        ):
             s.fake_redis = True
             yield s
         return
-    with open_lab(redis_url, db_url, namespace=NAMESPACE, pool_size=4) as lab:
+    with open_lab(redis_url, db_url, namespace=namespace, pool_size=4) as lab:
         real_db = db_url or f"sqlite:///{lab.scratch_file}"
         yield BenchSession(lab, redis_url, real_db, processes)
         lab.clear_redis()
@@ -134,7 +141,7 @@ def run_cell(
             arrivals=arrivals,
             redis_url=session.redis_url,
             db_url=session.db_url,
-            namespace=NAMESPACE,
+            namespace=session.lab.namespace,
             progress=progress,
             on_ready=meter.start,
             on_finished=meter.stop,
@@ -194,7 +201,9 @@ def tool_ceilings(session: BenchSession, concurrency: int, *, pgbench_s: int) ->
     found = []
     if not session.fake_redis:
         prepare(Target("raw_evalsha"), session.lab, {sku: schema.MAX_STOCK})
-        found.append(redis_benchmark_rps(session.redis_url, NAMESPACE, sku, clients=concurrency))
+        found.append(
+            redis_benchmark_rps(session.redis_url, session.lab.namespace, sku, clients=concurrency)
+        )
     if session.lab.dialect == "postgresql":
         schema.reset(session.lab.engine, {sku: schema.MAX_STOCK})
         found.append(pgbench_tps(session.db_url, sku, clients=concurrency, seconds=pgbench_s))

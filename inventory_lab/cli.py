@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import duckdb
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -292,9 +293,9 @@ def _bench(args: argparse.Namespace) -> int:
                     **where,
                     "processes": args.processes,
                     "orders": args.orders,
-                    "cells": frame.to_dict(orient="records"),
+                    "cells": _records(frame),
                     "ceilings": [vars(c) for c in ceilings],
-                    "target_cells": target_cells.to_dict(orient="records"),
+                    "target_cells": _records(target_cells),
                     "targets": ratio_table(found).to_dict(orient="records"),
                 },
                 default=str,
@@ -323,6 +324,11 @@ def _bench(args: argparse.Namespace) -> int:
     if found:
         print(ratio_table(found).to_string(index=False))
     return 0
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts, a missing value as None (JSON has no NaN)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _review(args: argparse.Namespace) -> int:

@@ -30,7 +30,6 @@ import queue
 import random
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 from tqdm import tqdm
 
+from inventory_lab.backends import first_line
 from inventory_lab.orders import Outcome
 from inventory_lab.senders import Sender, Target, open_sender
 from inventory_lab.workload import RECORD_COLUMNS, Workload
@@ -120,9 +120,11 @@ class Layout:
 
     @classmethod
     def spread(cls, concurrency: int, processes: int) -> Layout:
-        """`concurrency` clients over at most `processes` processes, evenly (rounded up)."""
-        p = max(1, min(processes, concurrency))
-        return cls(p, math.ceil(concurrency / p))
+        """Exactly `concurrency` clients, evenly over as many of `processes` as divide them."""
+        if concurrency < 1 or processes < 1:
+            raise ValueError("concurrency and processes must be >= 1")
+        p = next(p for p in range(min(processes, concurrency), 0, -1) if concurrency % p == 0)
+        return cls(p, concurrency // p)
 
     def __str__(self) -> str:
         return f"{self.processes}×{self.clients}"
@@ -343,8 +345,8 @@ def _worker(
 ) -> None:
     try:
         sender = open_sender(job.target, job.redis_url, job.db_url, job.namespace, job.layout)
-    except BaseException:
-        results.put(("error", traceback.format_exc(limit=4)))
+    except BaseException as exc:
+        results.put(("error", _why(exc)))
         ready.abort()
         return
     try:
@@ -357,12 +359,17 @@ def _worker(
         finished.wait()
         sampled.wait(timeout=_BARRIER_TIMEOUT_S)
         results.put(("ok", part))
-    except BaseException:
-        results.put(("error", traceback.format_exc(limit=4)))
+    except BaseException as exc:
+        results.put(("error", _why(exc)))
         ready.abort()
         finished.abort()
     finally:
         sender.close()
+
+
+def _why(exc: BaseException) -> str:
+    """One line for the parent: the type and first line (URLs in the lab's errors are masked)."""
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _send_all(

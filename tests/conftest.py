@@ -170,3 +170,21 @@ def paired_lab(request, tmp_path, scratch_databases) -> Iterator[Lab]:
     if REAL_REDIS is None or not urls:
         _missing(f"no real Redis and {dialect} configured")
     yield from _open(REAL_REDIS, scratch_databases.url_for(urls[0]))
+
+
+@pytest.fixture(params=PAIRS)
+def paired_urls(request, tmp_path, scratch_databases) -> tuple[str, str]:
+    """(Redis URL, database URL) of one kind, for what connects from other processes:
+    `fake` (the bench serves it over TCP) + a SQLite file, or the real Redis + each real DB."""
+    if request.param == "fake+sqlite":
+        return "fake", f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    dialect = request.param.split("+")[1]
+    urls = [u for u in REAL_DBS if sql_dialect(u) == dialect]
+    if REAL_REDIS is None or not urls:
+        _missing(f"no real Redis and {dialect} configured")
+    return REAL_REDIS, scratch_databases.url_for(urls[0])
+
+
+@pytest.fixture
+def bench_namespace() -> str:
+    return f"t{RUN_ID}-{uuid.uuid4().hex[:8]}"

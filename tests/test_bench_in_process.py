@@ -1,7 +1,5 @@
-import json
 
 from inventory_lab.bench_in_process import compare, raw_evalsha_rate, round_trips_per_order
-from inventory_lab.cli import main
 
 
 def test_compare_reports_every_cell_with_its_ratios(redis_lab):
@@ -30,32 +28,6 @@ def test_raw_evalsha_rate_is_a_positive_rate_and_cleans_up(redis_lab):
 def test_round_trips_are_none_for_db_only_designs(redis_lab):
     assert round_trips_per_order(redis_lab, "db_only") is None
     assert round_trips_per_order(redis_lab, "two_gate", orders=5) == 2.0
-
-
-def test_bench_cli_prints_json_cells(capsys, tmp_path):
-    db = f"sqlite:///{tmp_path / 'bench.sqlite'}"
-    args = [
-        "bench",
-        "--designs",
-        "two_gate",
-        "--concurrency",
-        "2",
-        "--orders",
-        "40",
-        "--db",
-        db,
-        "--json",
-    ]
-    assert main(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert {cell["design"] for cell in out["cells"]} == {"two_gate", "db_only"}
-
-
-def test_bench_cli_refuses_bad_concurrency_lists(capsys):
-    assert main(["bench", "--concurrency", "1,x"]) == 2
-    assert "comma-separated integers" in capsys.readouterr().err
-    assert main(["bench", "--concurrency", "0"]) == 2
-    assert main(["bench", "--designs", "nope"]) == 2
 
 
 def test_measuring_round_trips_leaves_no_worker_running(redis_lab):

@@ -1,0 +1,62 @@
+"""Senders: a design as a client calls it, and the raw ceilings doing the same work bare."""
+
+import pytest
+
+from inventory_lab import schema
+from inventory_lab.bench import bench_session
+from inventory_lab.errors import LabError
+from inventory_lab.loadgen import Layout
+from inventory_lab.orders import Order, Outcome
+from inventory_lab.senders import RawEvalsha, RawSql, Target, open_sender, prepare
+
+
+def test_a_target_is_a_design_or_a_raw_ceiling():
+    assert Target("raw_sql").raw and not Target("raw_sql").uses_redis
+    assert Target("raw_evalsha").uses_redis
+    assert Target("two_gate_lua").uses_redis and not Target("db_only").uses_redis
+    with pytest.raises(LabError, match="unknown design"):
+        Target("fastest_possible")
+
+
+def test_raw_sql_runs_db_only_s_transaction_bare(db_url):
+    with bench_session("fake", db_url) as session:
+        prepare(Target("raw_sql"), session.lab, {"sku-0001": 2})
+        sender = RawSql(session.db_url, clients=2)
+        try:
+            answers = [
+                sender.send(Order(order_id, "sku-0001", 1)) for order_id in ("a", "b", "a", "c")
+            ]
+        finally:
+            sender.close()
+        assert answers == [Outcome.ACCEPTED, Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.SOLD_OUT]
+        with session.lab.engine.connect() as conn:
+            assert schema.read_stock(conn) == {"sku-0001": 0}
+            ledger = conn.execute(schema.orders.select()).all()
+        assert sorted(row.order_id for row in ledger) == ["a", "b"]
+
+
+def test_raw_evalsha_makes_gate_one_s_decisions(paired_urls, bench_namespace):
+    redis_url, db_url = paired_urls
+    with bench_session(redis_url, db_url, namespace=bench_namespace) as session:
+        prepare(Target("raw_evalsha"), session.lab, {"sku-0001": 1})
+        sender = RawEvalsha(session.redis_url, bench_namespace, clients=1)
+        try:
+            answers = [sender.send(Order(o, "sku-0001", 1)) for o in ("a", "a", "b")]
+        finally:
+            sender.close()
+    assert answers == [Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.SOLD_OUT]
+
+
+def test_a_design_sender_answers_as_a_client_hears(paired_urls, bench_namespace):
+    redis_url, db_url = paired_urls
+    with bench_session(redis_url, db_url, namespace=bench_namespace) as session:
+        instance = prepare(Target("two_gate_lua"), session.lab, {"sku-0001": 1})
+        sender = open_sender(
+            Target("two_gate_lua"), session.redis_url, session.db_url, bench_namespace, Layout(1, 2)
+        )
+        try:
+            answers = [sender.send(Order(o, s, 1)) for o, s in (("a", "sku-0001"), ("b", "nope"))]
+        finally:
+            sender.close()
+            instance.close()
+    assert answers == [Outcome.ACCEPTED, Outcome.REJECTED]  # an unknown SKU is bad input
