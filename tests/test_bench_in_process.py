@@ -1,4 +1,3 @@
-
 from inventory_lab.bench_in_process import compare, raw_evalsha_rate, round_trips_per_order
 
 
