@@ -157,8 +157,15 @@ def sql_dialect(url: str) -> str:
     return dialect
 
 
-def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
-    """A SQLAlchemy 2 engine for the URL (default: a SQLite file in the temp directory)."""
+def sql_engine(
+    url: str | None = None, *, pool_size: int = 16, max_overflow: int | None = None
+) -> Engine:
+    """A SQLAlchemy 2 engine for the URL (default: a SQLite file in the temp directory).
+
+    The pool keeps `pool_size` connections and opens up to `max_overflow` more under load
+    (default 4× the pool; 0 makes threads queue for a connection, as a capped app server does).
+    """
+    overflow = pool_size * 4 if max_overflow is None else max_overflow
     url = url or default_db_url()
     dialect = sql_dialect(url)
     if dialect == "sqlite" and (make_url(url).database or ":memory:") == ":memory:":
@@ -168,12 +175,12 @@ def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
         )
     try:
         if dialect == "sqlite":
-            engine = _sqlite_engine(url, pool_size)
+            engine = _sqlite_engine(url, pool_size, overflow)
         else:
             engine = sa.create_engine(
                 url,
                 pool_size=pool_size,
-                max_overflow=pool_size * 4,
+                max_overflow=overflow,
                 pool_recycle=3600,
                 connect_args={"connect_timeout": 5},
             )
@@ -187,14 +194,14 @@ def sql_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
     return engine
 
 
-def _sqlite_engine(url: str, pool_size: int) -> Engine:
+def _sqlite_engine(url: str, pool_size: int, max_overflow: int) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size * 4,
+        max_overflow=max_overflow,
         connect_args={"timeout": 30, "check_same_thread": False},
     )
 

@@ -65,6 +65,7 @@ def open_lab(
     *,
     namespace: str = "ilab",
     pool_size: int = 16,
+    max_overflow: int | None = None,
 ) -> Lab:
     """Connect to both backends (raises BackendError, with masked URLs, if either fails)."""
     if not _NAMESPACE.fullmatch(namespace):
@@ -77,7 +78,7 @@ def open_lab(
     # Redis first: connecting to it leaves nothing behind, where a SQLite engine creates its file.
     client = redis_client(redis_url, client_name=f"ilab-{namespace}")
     try:
-        engine = sql_engine(db_url, pool_size=pool_size)
+        engine = sql_engine(db_url, pool_size=pool_size, max_overflow=max_overflow)
     except BackendError:
         client.close()
         raise

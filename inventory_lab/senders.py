@@ -17,9 +17,10 @@ client threads and warmed before the start, so that no connection is made in the
 
 from __future__ import annotations
 
+import queue
 import sqlite3
-import threading
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +37,10 @@ from inventory_lab.scripts import lua_source
 from inventory_lab.workload import deduct_as_client
 
 RAW_KINDS = ("raw_evalsha", "raw_sql")
+# Database connections the load may hold, all processes together: PostgreSQL allows 100 by
+# default and the parent needs a few (task executors, probes). Past it, client threads queue for
+# a pooled connection, as they would behind an app server's capped pool.
+DB_CONNECTIONS = 64
 _LUA_ANSWERS = {-1: Outcome.DUPLICATE, -2: Outcome.SOLD_OUT, -3: Outcome.ERROR}
 
 
@@ -86,28 +91,38 @@ def prepare(target: Target, lab: Lab, initial: Mapping[str, int]) -> Any:
 
 
 def open_sender(target: Target, redis_url: str, db_url: str, namespace: str, layout: Any) -> Sender:
-    """The sender a worker process drives, connected and warmed for `layout.clients` threads."""
+    """The sender a worker process drives, connected and warmed for `layout.clients` threads
+    (at most this process's share of DB_CONNECTIONS database connections)."""
     clients = layout.clients
     if target.kind == "raw_evalsha":
         return RawEvalsha(redis_url, namespace, clients)
+    connections = max(1, min(clients, DB_CONNECTIONS // layout.processes))
     if target.kind == "raw_sql":
-        return RawSql(db_url, clients)
-    return DesignSender(target, redis_url, db_url, namespace, clients)
+        return RawSql(db_url, connections)
+    return DesignSender(target, redis_url, db_url, namespace, clients, connections)
 
 
 class DesignSender:
     """A design's `deduct`, as a client calls it (bad input rejected, escaped errors unknown)."""
 
     def __init__(
-        self, target: Target, redis_url: str, db_url: str, namespace: str, clients: int
+        self,
+        target: Target,
+        redis_url: str,
+        db_url: str,
+        namespace: str,
+        clients: int,
+        connections: int,
     ) -> None:
         options = dict(target.options)
         if target.kind == "task_engine":
             options["start_workers"] = False  # the parent's instance runs the executors
-        self.lab = open_lab(redis_url, db_url, namespace=namespace, pool_size=clients)
+        self.lab = open_lab(
+            redis_url, db_url, namespace=namespace, pool_size=connections, max_overflow=0
+        )
         self.design = design_class(target.kind)(self.lab, **options)
         _ = self.design.catalog  # read once now, not in the first client's measured order
-        _warm_sql_pool(self.lab, clients)
+        _warm_sql_pool(self.lab, connections)
         _warm_redis_pool(self.lab.redis, clients)
 
     def send(self, order: Order) -> Outcome:
@@ -151,7 +166,7 @@ _RAW_STATEMENTS = (
 class RawSql:
     """`db_only`'s transaction on the bare driver: the database's ceiling through Python."""
 
-    def __init__(self, db_url: str, clients: int) -> None:
+    def __init__(self, db_url: str, connections: int) -> None:
         self.dialect = sql_dialect(db_url)
         self.url = make_url(db_url)
         statements = _RAW_STATEMENTS
@@ -159,10 +174,10 @@ class RawSql:
             statements = tuple(s.replace("%s", "?") for s in statements)
         self.insert_code, self.update_stock, self.insert_ledger = statements
         self.duplicate = _integrity_error(self.dialect)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._idle = [self._connect() for _ in range(clients)]  # one per client thread
-        self._all = list(self._idle)
+        self._all = [self._connect() for _ in range(connections)]  # opened before the start
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for conn in self._all:
+            self._idle.put(conn)
 
     def _connect(self) -> Any:
         url = self.url
@@ -194,31 +209,22 @@ class RawSql:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = self._connect()
-                with self._lock:
-                    self._all.append(conn)
-            self._local.conn = conn
-        return conn
-
     def send(self, order: Order) -> Outcome:
-        conn = self._connection()
-        for _ in range(8):  # a deadlock or serialization failure is re-run, as in_transaction does
-            try:
-                return self._transaction(conn, order)
-            except self.duplicate:
-                conn.rollback()
-                return Outcome.DUPLICATE
-            except Exception as exc:
-                conn.rollback()
-                if not _retryable(exc):
-                    return Outcome.UNKNOWN
-        return Outcome.ERROR
+        conn = self._idle.get()  # more threads than connections queue here
+        try:
+            for _ in range(8):  # a deadlock or serialization failure is re-run
+                try:
+                    return self._transaction(conn, order)
+                except self.duplicate:
+                    conn.rollback()
+                    return Outcome.DUPLICATE
+                except Exception as exc:
+                    conn.rollback()
+                    if not _retryable(exc):
+                        return Outcome.UNKNOWN
+            return Outcome.ERROR
+        finally:
+            self._idle.put(conn)
 
     def _transaction(self, conn: Any, order: Order) -> Outcome:
         cursor = conn.cursor()
@@ -235,13 +241,10 @@ class RawSql:
             cursor.close()
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except Exception as exc:  # closing a broken connection: nothing left to do
-                    del exc
-            self._all.clear()
+        for conn in self._all:
+            with suppress(Exception):  # closing a broken connection: nothing left to do
+                conn.close()
+        self._all.clear()
 
 
 def _integrity_error(dialect: str) -> type[Exception]:

@@ -21,7 +21,7 @@ def test_a_target_is_a_design_or_a_raw_ceiling():
 def test_raw_sql_runs_db_only_s_transaction_bare(db_url):
     with bench_session("fake", db_url) as session:
         prepare(Target("raw_sql"), session.lab, {"sku-0001": 2})
-        sender = RawSql(session.db_url, clients=2)
+        sender = RawSql(session.db_url, connections=1)
         try:
             answers = [
                 sender.send(Order(order_id, "sku-0001", 1)) for order_id in ("a", "b", "a", "c")
