@@ -1,4 +1,4 @@
-"""`inventory-lab`: list the designs, run one experiment, show stored runs. Thin over the package.
+"""`inventory-lab`: designs, run, bench, growth, review, runs. Thin over the package.
 
 Every expected failure (bad arguments, a bad URL, a server that does not answer) is one line on
 stderr and exit code 2; a traceback means a bug. `run --fail-on-violation` and `review` exit 1 when
@@ -21,11 +21,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from inventory_lab.backends import FAKE_REDIS
+from inventory_lab.backends import FAKE_REDIS, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
-from inventory_lab.experiment import RunReport, run_experiment
+from inventory_lab.experiment import RunReport, machine, run_experiment
+from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
 from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
 from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
@@ -167,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--db", default=None)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
+    growth = commands.add_parser(
+        "growth", help="time and peak memory of `run` as orders or SKUs grow (child processes)"
+    )
+    growth.add_argument("--kind", choices=GROWTH_KINDS, default="orders")
+    growth.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated")
+    growth.add_argument("--design", default="two_gate_lua")
+    growth.add_argument("--orders", type=_int_in(1, 10_000_000), default=20_000, help="for skus")
+    growth.add_argument("--concurrency", type=_int_in(1, 256), default=16)
+    growth.add_argument("--redis", default=FAKE_REDIS)
+    growth.add_argument("--db", default=None)
+    growth.add_argument("--json", action="store_true", help="print one JSON object")
+
     review_cmd = commands.add_parser(
         "review", help="every design under every fault, checked against written expectations"
     )
@@ -202,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "growth":
+            return _growth(args)
         if args.command == "review":
             return _review(args)
         return _runs(args)
@@ -323,6 +338,30 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"{ceiling.tool} at {ceiling.clients} clients: {rate}")
     if found:
         print(ratio_table(found).to_string(index=False))
+    return 0
+
+
+def _growth(args: argparse.Namespace) -> int:
+    design_class(args.design)
+    sizes = _int_list(args.sizes, "--sizes", 1, 10_000_000)
+    if args.kind == "skus" and max(sizes) > 100_000:
+        raise LabError("--sizes: at most 100000 SKUs")
+    frame = run_growth(
+        args.kind,
+        sizes,
+        design=args.design,
+        orders=args.orders,
+        concurrency=args.concurrency,
+        redis_url=args.redis,
+        db_url=args.db,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps({"machine": machine(), "design": args.design, "rows": _records(frame)}))
+    else:
+        where = f"{mask_url(args.redis)} + {mask_url(args.db or 'a SQLite file')}"
+        print(f"{args.design} on {where}, {machine()}")
+        print(frame.to_string(index=False))
     return 0
 
 
