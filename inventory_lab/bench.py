@@ -223,27 +223,36 @@ def run_bench(
 ) -> tuple[pd.DataFrame, list[Ceiling]]:
     """Every target under every scenario at every concurrency, and the tools' ceilings."""
     cells = [(s, c, t) for s in scenarios for c in concurrencies for t in targets]
-    rows = []
+    frame = run_cells(session, cells, orders=orders, rate=rate, progress=progress)
     ceilings: list[Ceiling] = []
+    for concurrency in concurrencies:
+        ceilings.extend(tool_ceilings(session, concurrency, pgbench_s=pgbench_s))
+    return frame, ceilings
+
+
+def run_cells(
+    session: BenchSession,
+    cells: Sequence[tuple[str, int, str]],
+    *,
+    orders: int,
+    rate: float | None,
+    progress: bool,
+    desc: str = "bench",
+) -> pd.DataFrame:
+    """One row per (scenario, concurrency, target); a burst's rate is found once per
+    (scenario, concurrency) and shared by its targets."""
+    rows = []
     arrivals: dict[tuple[str, int], Arrivals] = {}
-    for scenario_name, concurrency, target_name in tqdm(cells, desc="bench", disable=not progress):
+    for scenario_name, concurrency, target_name in tqdm(cells, desc=desc, disable=not progress):
         scenario = SCENARIOS[scenario_name]
         key = (scenario_name, concurrency)
         if key not in arrivals:
             arrivals[key] = burst_for(session, scenario, concurrency, orders, rate)
+        target = Target(target_name)
         rows.append(
-            run_cell(
-                session,
-                Target(target_name),
-                scenario,
-                concurrency,
-                orders=orders,
-                arrivals=arrivals[key],
-            )
+            run_cell(session, target, scenario, concurrency, orders=orders, arrivals=arrivals[key])
         )
-    for concurrency in concurrencies:
-        ceilings.extend(tool_ceilings(session, concurrency, pgbench_s=pgbench_s))
-    return pd.DataFrame(rows), ceilings
+    return pd.DataFrame(rows)
 
 
 # --- the targets ---------------------------------------------------------------------------
@@ -282,23 +291,8 @@ def run_targets(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, list[Ceiling], list[TargetRatio]]:
     """The cells behind the lab's promised ratios, the tools' ceilings, and the ratios."""
-    rows = []
-    arrivals: dict[str, Arrivals] = {}
-    for scenario_name, target_name in tqdm(TARGET_CELLS, desc="targets", disable=not progress):
-        scenario = SCENARIOS[scenario_name]
-        if scenario_name not in arrivals:
-            arrivals[scenario_name] = burst_for(session, scenario, TARGET_CLIENTS, orders, rate)
-        rows.append(
-            run_cell(
-                session,
-                Target(target_name),
-                scenario,
-                TARGET_CLIENTS,
-                orders=orders,
-                arrivals=arrivals[scenario_name],
-            )
-        )
-    frame = pd.DataFrame(rows)
+    cells = [(scenario, TARGET_CLIENTS, target) for scenario, target in TARGET_CELLS]
+    frame = run_cells(session, cells, orders=orders, rate=rate, progress=progress, desc="targets")
     ceilings = tool_ceilings(session, TARGET_CLIENTS, pgbench_s=pgbench_s)
     return frame, ceilings, ratios(frame, ceilings)
 
