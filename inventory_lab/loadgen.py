@@ -142,6 +142,9 @@ class LoadRun:
     service: HdrHistogram  # µs from the actual send
     elapsed_s: float  # first intended send to last answer
     client_cpu_s: list[float]  # CPU seconds each worker process spent in the run
+    # time.monotonic() of the start: every time in `records` is seconds since it, so an event
+    # timed on the machine's clock (a stall's `held_from`) maps onto the run's time line
+    start_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -326,6 +329,7 @@ def _merge(job: _Job, parts: list[dict[str, Any]], start_at: float) -> LoadRun:
         service=service,
         elapsed_s=last_end,
         client_cpu_s=cpu,
+        start_at=start_at,
     )
 
 
