@@ -84,6 +84,26 @@ def stall_window(run: LoadRun, stall: TableStall) -> tuple[float, float]:
     return on_run_clock(run, stall.held_from), on_run_clock(run, stall.held_until)
 
 
+def stalled_load(
+    session: BenchSession,
+    target: Target,
+    workload: Workload,
+    *,
+    layout: Layout,
+    arrivals: Arrivals | None = None,
+    hold_s: float,
+) -> tuple[CheckedLoad, tuple[float, float]]:
+    """A checked load during which a `TableStall` holds the stock table's lock for `hold_s`,
+    taken as the workers are released (`on_ready`), so that it begins as the load starts on any
+    machine; returns the load and when the lock was held, in the run's time base."""
+    stall = TableStall(session.lab.engine, after_s=0.0, hold_s=hold_s)
+    loaded = checked_load(
+        session, target, workload, layout=layout, arrivals=arrivals, on_ready=stall.start
+    )
+    stall.join()
+    return loaded, stall_window(loaded.run, stall)
+
+
 def due_during(records: pd.DataFrame, window: tuple[float, float]) -> pd.DataFrame:
     """The attempts whose intended send time fell in `window` (run time, [from, until))."""
     start, end = window

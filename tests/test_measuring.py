@@ -15,6 +15,7 @@ from inventory_lab.measuring import (
     read_bench_reference,
     sent_during,
     stall_window,
+    stalled_load,
     throughput_latency,
 )
 from inventory_lab.senders import Target
@@ -49,17 +50,14 @@ def test_every_order_due_during_a_stall_ends_after_it(paired_urls, bench_namespa
     with bench_session(redis_url, db_url, namespace=bench_namespace) as session:
         found = {}
         for arrivals in (Arrivals(), Arrivals("constant", rate=400)):
-            stall = TableStall(session.lab.engine, after_s=0.0, hold_s=0.3)
-            loaded = checked_load(
+            found[arrivals.kind] = stalled_load(
                 session,
                 Target("db_only"),
                 SCENARIOS["one-row"].workload(240),
                 layout=layout,
                 arrivals=arrivals,
-                on_ready=stall.start,
+                hold_s=0.3,
             )
-            stall.join()
-            found[arrivals.kind] = (loaded, stall_window(loaded.run, stall))
     closed, closed_window = found["closed"]
     assert len(sent_during(closed.run.records, closed_window)) <= layout.total
     opened, window = found["constant"]
