@@ -911,7 +911,7 @@ def bench_by_clients(
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_yscale("log")
     ax.set_xlabel("clients (all load processes)")
-    ax.set_ylabel(f"{value.replace('_per_s', '')}/s (log)")
+    ax.set_ylabel(value.replace("_per_s", "/s").replace("_ms", " (ms)") + ", log scale")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     _label(ax, title if title is not None else scenario, source)
