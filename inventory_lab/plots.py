@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import NullLocator
 
+from inventory_lab.designs import TEACHING_ORDER
 from inventory_lab.orders import Outcome
 from inventory_lab.tasks.store import Status
 
@@ -820,6 +821,12 @@ _CEILING_STYLES = {"raw_evalsha": ("0.15", "--"), "raw_sql": ("0.5", "--")}
 _TOOL_MARKERS = {"pgbench": "X", "redis-benchmark": "*"}
 
 
+def _design_colour(name: str, shown: list[str], colours: list[str]) -> str:
+    """A design keeps its colour in every bench chart: its place in the teaching order."""
+    order = TEACHING_ORDER if name in TEACHING_ORDER else shown
+    return colours[order.index(name) % len(colours)]
+
+
 def latency_timeline(
     records: pd.DataFrame,
     ax: Axes | None = None,
@@ -889,7 +896,7 @@ def bench_by_clients(
                 points["clients"], points[value], color=colour, ls=style, marker="x", label=name
             )
         else:
-            colour = colours[designs.index(name) % len(colours)]
+            colour = _design_colour(name, designs, colours)
             ax.plot(points["clients"], points[value], color=colour, marker="o", label=name)
     if ceilings is not None and not ceilings.empty:
         for tool, points in ceilings.dropna(subset=["rate"]).groupby("tool", sort=False):
@@ -934,8 +941,9 @@ def throughput_latency(
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, rows) in enumerate(curves.groupby("target", sort=False)):
-        colour = colours[i % len(colours)]
+    names = list(dict.fromkeys(curves["target"]))
+    for name, rows in curves.groupby("target", sort=False):
+        colour = _design_colour(str(name), names, colours)
         opened = rows[rows["arrivals"] == "open loop"].sort_values("offered_per_s")
         ax.plot(opened["achieved_per_s"], opened[percentile], marker="o", color=colour, label=name)
         for _, row in opened.iterrows():
