@@ -39,7 +39,7 @@ from inventory_lab.experiment import machine
 from inventory_lab.lab import Lab, open_lab
 from inventory_lab.loadgen import Arrivals, Layout, LoadRun, run_load
 from inventory_lab.orders import Outcome
-from inventory_lab.saturation import FAKE_SERVER, CpuMeter, verdict
+from inventory_lab.saturation import FAKE_SERVER, CpuMeter, LockMeter, verdict
 from inventory_lab.senders import Target, prepare
 from inventory_lab.workload import Workload
 
@@ -133,6 +133,16 @@ def run_cell(
     instance = prepare(target, session.lab, initial)
     extra = {FAKE_SERVER: os.getpid()} if session.fake_redis else None
     meter = CpuMeter(session.redis_url, session.db_url, extra=extra)
+    locks = LockMeter(session.lab.engine)
+
+    def started() -> None:
+        meter.start()
+        locks.start()
+
+    def finished() -> None:
+        meter.stop()
+        locks.stop()
+
     try:
         run = run_load(
             target,
@@ -143,8 +153,8 @@ def run_cell(
             db_url=session.db_url,
             namespace=session.lab.namespace,
             progress=progress,
-            on_ready=meter.start,
-            on_finished=meter.stop,
+            on_ready=started,
+            on_finished=finished,
         )
         if instance is not None:
             instance.drain()
@@ -155,10 +165,32 @@ def run_cell(
         if instance is not None:
             instance.close()
     cpu = meter.window(run.client_cpu_s, run.elapsed_s)
-    return _row(run, scenario, concurrency, cpu, check)
+    return _row(run, scenario, concurrency, cpu, locks.average, check)
 
 
-def _row(run: LoadRun, scenario: Scenario, concurrency: int, cpu: Any, check: Any) -> dict:
+def queued_at_client(run: LoadRun) -> str | None:
+    """Open loop only: did arrivals outrun the clients? (p99 from the intended send well above
+    p99 from the actual send: orders waited for a free client before they were sent.)"""
+    if not run.arrivals.open_loop:
+        return None
+    intended = run.percentiles_ms()["p99"]
+    sent = run.percentiles_ms(from_intended=False)["p99"]
+    if intended <= 2 * sent:
+        return None
+    return (
+        f"arrivals outran the {run.layout.total} clients (p99 {intended:.0f} ms from the "
+        f"intended send, {sent:.0f} ms from the actual one)"
+    )
+
+
+def _row(
+    run: LoadRun,
+    scenario: Scenario,
+    concurrency: int,
+    cpu: Any,
+    lock_waiters: float | None,
+    check: Any,
+) -> dict:
     latency = run.percentiles_ms()
     return {
         "scenario": scenario.name,
@@ -178,7 +210,8 @@ def _row(run: LoadRun, scenario: Scenario, concurrency: int, cpu: Any, check: An
         "double_deducted": None if check is None else check.double_deducted,
         "lost": None if check is None else check.lost,
         "cpu_cores": cpu.as_dict(),
-        "saturated": verdict(cpu),
+        "lock_waiters": None if lock_waiters is None else round(lock_waiters, 2),
+        "saturated": verdict(cpu, lock_waiters=lock_waiters, queued=queued_at_client(run)),
     }
 
 

@@ -1,22 +1,26 @@
 """Which resource ran out: CPU of the client processes, of redis-server, of the database, of the
-machine, sampled around one measured window.
+machine, and the database's row locks, sampled around one measured window.
 
 A rate is a statement about whatever saturated first. On a 2-core machine that is often not the
 design: the load generator's own processes, or all cores together, can be the wall. `CpuMeter`
 reads the CPU seconds of the servers' processes (found by name and, for Redis, by port; local
 servers only) and of the whole machine at the start and end of a window; `verdict` names the
 resource that was busy, in cores, against what it can give (redis-server executes commands on one
-thread; a client process mostly runs on one, behind its interpreter lock).
+thread; a client process mostly runs on one, behind its interpreter lock). `LockMeter` asks the
+database how many sessions wait for a lock: on one hot row, that queue is the ceiling, and it
+moves with how long each transaction holds the row (its round trips and the client's own time).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
 import psutil
-from sqlalchemy.engine import make_url
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
 
 BUSY = 0.85  # a resource this busy, as a fraction of what it can give, counts as saturated
 FAKE_SERVER = "fakeredis (bench process)"
@@ -116,8 +120,58 @@ def _machine_busy() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-def verdict(window: CpuWindow) -> str:
-    """The saturated resource, in words, with the numbers behind it."""
+# Sessions waiting for a lock right now, as the server itself reports them (constant SQL).
+_LOCK_WAITERS = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    "mysql": "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
+}
+
+
+class LockMeter:
+    """How many sessions wait for a lock, on average over a window, sampled every `every_s`
+    from the server's own view (PostgreSQL's pg_stat_activity, InnoDB's transactions). None
+    where the database does not say (SQLite's writers wait inside their busy handler)."""
+
+    def __init__(self, engine: Engine, *, every_s: float = 0.02) -> None:
+        name = engine.dialect.name
+        self.query = _LOCK_WAITERS.get("mysql" if name == "mariadb" else name)
+        self.engine = engine
+        self.every_s = every_s
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.query is None:
+            return
+        self._thread = threading.Thread(target=self._sample, name="lock-meter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def average(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+    def _sample(self) -> None:
+        assert self.query is not None
+        statement = sa.text(self.query)
+        # AUTOCOMMIT: PostgreSQL freezes pg_stat_activity for the length of a transaction
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            while not self._stop.wait(self.every_s):
+                self.samples.append(int(conn.execute(statement).scalar_one()))
+
+
+def verdict(
+    window: CpuWindow, *, lock_waiters: float | None = None, queued: str | None = None
+) -> str:
+    """The saturated resource, in words, with the numbers behind it: CPU (of what), row locks
+    (sessions waiting, on average), and a queue at the client (open loop: arrivals outran the
+    clients)."""
     found = []
     if window.machine >= BUSY * window.cores:
         users = {"clients": sum(window.clients), **window.servers}
@@ -141,6 +195,10 @@ def verdict(window: CpuWindow) -> str:
         used = window.servers.get(name, 0.0)
         if used >= BUSY * window.cores:
             found.append(f"{name} ({used:.1f} cores)")
+    if lock_waiters is not None and lock_waiters >= 1.0:
+        found.append(f"row locks ({lock_waiters:.1f} sessions waiting for one, on average)")
+    if queued:
+        found.append(queued)
     if found:
         return "; ".join(found)
     return "no CPU saturated: the time went to waiting (round trips, row locks, fsync)"

@@ -39,3 +39,50 @@ def test_the_meter_counts_cpu_spent_in_the_window():
     assert window.servers["this process"] > 0
     assert window.machine > 0 and window.cores == os.cpu_count()
     assert window.as_dict()["clients"] > 0
+
+
+def test_the_verdict_names_row_locks_and_a_queue_at_the_client():
+    calm = CpuWindow(wall_s=1, machine=0.5, cores=2, servers={}, clients=[0.2])
+    assert verdict(calm, lock_waiters=0.4).startswith("no CPU saturated")
+    locked = verdict(calm, lock_waiters=11.5)
+    assert locked == "row locks (11.5 sessions waiting for one, on average)"
+    queued = verdict(calm, queued="arrivals outran the 4 clients")
+    assert queued == "arrivals outran the 4 clients"
+
+
+def test_the_lock_meter_sees_a_session_wait_for_a_row(lab):
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    from inventory_lab import schema
+    from inventory_lab.saturation import LockMeter
+
+    schema.reset(lab.engine, {"sku-0001": 10})
+    meter = LockMeter(lab.engine, every_s=0.01)
+    if meter.query is None:  # SQLite: its writers wait inside the busy handler, unseen
+        meter.start()
+        meter.stop()
+        assert meter.average is None
+        return
+    update = sa.update(schema.stock).values(num=schema.stock.c.num - 1)
+    holder = lab.engine.connect()
+    holder.begin()
+    holder.execute(update)  # holds the row
+    waiter = threading.Thread(target=lambda: _update_in_own_transaction(lab.engine, update))
+    meter.start()
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while not any(meter.samples) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    holder.commit()
+    holder.close()
+    waiter.join()
+    meter.stop()
+    assert max(meter.samples) >= 1 and meter.average > 0
+
+
+def _update_in_own_transaction(engine, update):
+    with engine.begin() as conn:
+        conn.execute(update)
