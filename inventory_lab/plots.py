@@ -855,7 +855,6 @@ def latency_timeline(
     ax.set_yscale("log")
     ax.set_xlabel("intended send time (s since the run's start)")
     ax.set_ylabel("latency from the intended send (ms, log)")
-    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     if label:
         ax.legend(loc="upper right", frameon=False, markerscale=3)
