@@ -357,7 +357,9 @@ def _growth(args: argparse.Namespace) -> int:
         progress=not args.json,
     )
     if args.json:
-        print(json.dumps({"machine": machine(), "design": args.design, "rows": _records(frame)}))
+        where = {"redis": mask_url(args.redis), "db": mask_url(args.db or "a SQLite file")}
+        body = {**where, "machine": machine(), "design": args.design, "rows": _records(frame)}
+        print(json.dumps(body))
     else:
         where = f"{mask_url(args.redis)} + {mask_url(args.db or 'a SQLite file')}"
         print(f"{args.design} on {where}, {machine()}")
