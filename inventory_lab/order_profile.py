@@ -21,6 +21,7 @@ from inventory_lab.orders import Order
 
 # (layer, path fragments that place a function in it), tried in order
 LAYERS = (
+    ("fakeredis and its Lua", ("fakeredis", "lupa")),  # first: its paths hold "redis/", "socket"
     (
         "waiting on the server (socket reads/writes)",
         ("socket", "selectors", "ssl", "psycopg/waiting", "psycopg/connection.py:wait"),
@@ -29,7 +30,6 @@ LAYERS = (
     ("database driver", ("psycopg", "pymysql", "sqlite3")),
     ("SQLAlchemy", ("sqlalchemy",)),
     ("redis-py (and hiredis)", ("redis/", "hiredis")),
-    ("fakeredis and its Lua", ("fakeredis", "lupa")),
     ("the lab's own code", ("inventory_lab",)),
 )
 OTHER = "the rest (interpreter, standard library)"

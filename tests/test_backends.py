@@ -113,3 +113,21 @@ def test_real_servers_are_named_by_environment_variables(monkeypatch):
     monkeypatch.delenv("INVENTORY_LAB_REDIS_URL")
     monkeypatch.delenv("INVENTORY_LAB_DB_URLS")
     assert configured_redis_url() is None and configured_db_urls() == []
+
+
+def test_the_served_fakeredis_answers_without_nagle_s_delay():
+    """Each accepted connection has TCP_NODELAY, as redis-server's have: a reply written in
+    pieces must not wait for the client's delayed ACK."""
+    import socket
+
+    from inventory_lab.backends import _no_delay_server, free_port
+
+    port = free_port()
+    server = _no_delay_server()(("127.0.0.1", port), server_type="redis")
+    try:
+        with socket.create_connection(("127.0.0.1", port)):
+            conn, _address = server.get_request()
+            with conn:
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.server_close()

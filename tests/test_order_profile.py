@@ -14,6 +14,8 @@ from inventory_lab.order_profile import OTHER, layer_of, profile_orders
         ("/site-packages/psycopg/_cursor_base.py", "_execute_gen", "database driver"),
         ("/site-packages/sqlalchemy/engine/base.py", "execute", "SQLAlchemy"),
         ("/site-packages/redis/client.py", "execute_command", "redis-py"),
+        ("/site-packages/fakeredis/_basefakesocket.py", "_run_command", "fakeredis"),
+        ("/site-packages/fakeredis/commands_mixins/scripting_mixin.py", "eval", "fakeredis"),
         ("/work/inventory_lab/designs/db_only.py", "deduct", "the lab's own code"),
         ("/usr/lib/python3.11/threading.py", "acquire", OTHER),
     ],
