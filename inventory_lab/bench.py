@@ -131,8 +131,10 @@ def run_cell(
     arrivals = arrivals or Arrivals()
     initial = workload.initial_stock()
     instance = prepare(target, session.lab, initial)
-    extra = {FAKE_SERVER: os.getpid()} if session.fake_redis else None
-    meter = CpuMeter(session.redis_url, session.db_url, extra=extra)
+    if session.fake_redis:  # served by this process: its CPU is fakeredis's
+        meter = CpuMeter(None, session.db_url, extra={FAKE_SERVER: os.getpid()})
+    else:
+        meter = CpuMeter(session.redis_url, session.db_url)
     locks = LockMeter(session.lab.engine)
 
     def started() -> None:
@@ -164,7 +166,7 @@ def run_cell(
     finally:
         if instance is not None:
             instance.close()
-    cpu = meter.window(run.client_cpu_s, run.elapsed_s)
+    cpu = meter.window(run.client_cpu_s)
     return _row(run, scenario, concurrency, cpu, locks.average, check)
 
 

@@ -25,7 +25,7 @@ from inventory_lab.backends import FAKE_REDIS, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
-from inventory_lab.experiment import RunReport, machine, run_experiment
+from inventory_lab.experiment import RunReport, machine, run_experiment, source_commit
 from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
 from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
@@ -306,6 +306,7 @@ def _bench(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     **where,
+                    "commit": source_commit(),
                     "processes": args.processes,
                     "orders": args.orders,
                     "cells": _records(frame),
@@ -358,7 +359,8 @@ def _growth(args: argparse.Namespace) -> int:
     )
     if args.json:
         where = {"redis": mask_url(args.redis), "db": mask_url(args.db or "a SQLite file")}
-        body = {**where, "machine": machine(), "design": args.design, "rows": _records(frame)}
+        body = {**where, "machine": machine(), "commit": source_commit()}
+        body.update(design=args.design, rows=_records(frame))
         print(json.dumps(body))
     else:
         where = f"{mask_url(args.redis)} + {mask_url(args.db or 'a SQLite file')}"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,6 +24,27 @@ from inventory_lab.designs import Design, design_class
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
 from inventory_lab.workload import Workload, run_workload
+
+
+def source_commit() -> str | None:
+    """The git commit the lab runs from (with "-dirty" if tracked files were changed), or None
+    outside a git checkout: stored results say which code made them."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def machine() -> str:

@@ -97,8 +97,9 @@ class CpuMeter:
             seen[group] = {pid: times.user + times.system}
         return seen
 
-    def window(self, client_cpu_s: list[float], wall_s: float | None = None) -> CpuWindow:
-        wall = wall_s if wall_s else max(1e-9, self._t1 - self._t0)
+    def window(self, client_cpu_s: list[float]) -> CpuWindow:
+        """CPU used between start() and stop(), every part over the same span (the load
+        processes' own CPU seconds included), so that the parts add up to at most the machine."""
         span = max(1e-9, self._t1 - self._t0)
         servers = {}
         for group, after in self._procs1.items():
@@ -107,11 +108,11 @@ class CpuMeter:
             used = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
             servers[group] = used / span
         return CpuWindow(
-            wall_s=wall,
+            wall_s=span,
             machine=(self._machine1 - self._machine0) / span,
             cores=os.cpu_count() or 1,
             servers=servers,
-            clients=[c / wall for c in client_cpu_s],
+            clients=[c / span for c in client_cpu_s],
         )
 
 

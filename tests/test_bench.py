@@ -96,6 +96,7 @@ def test_bench_cli_prints_cells_ceilings_and_targets(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert [(c["target"], c["clients"]) for c in out["cells"]] == [("raw_sql", 2), ("db_only", 2)]
     assert out["redis"] == "fakeredis (served over TCP)" and out["processes"] == 2
+    assert "commit" in out
     assert len(out["targets"]) == 4 and len(out["target_cells"]) == 5
     assert all(cell["oversold"] in (0, None) for cell in out["cells"] + out["target_cells"])
 

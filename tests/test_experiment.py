@@ -55,3 +55,10 @@ def test_sweep_runs_every_cell(default_lab):
 def test_unknown_design_options_are_refused(default_lab):
     with pytest.raises(TypeError):
         run_experiment(default_lab, "db_only", Workload(orders=5), options={"nope": 1})
+
+
+def test_results_say_which_commit_made_them():
+    from inventory_lab.experiment import source_commit
+
+    commit = source_commit()
+    assert commit is None or commit.removesuffix("-dirty").isalnum()
