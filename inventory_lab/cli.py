@@ -312,7 +312,7 @@ def _bench(args: argparse.Namespace) -> int:
                     "cells": _records(frame),
                     "ceilings": [vars(c) for c in ceilings],
                     "target_cells": _records(target_cells),
-                    "targets": ratio_table(found).to_dict(orient="records"),
+                    "targets": _records(ratio_table(found)),
                 },
                 default=str,
             )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
 import queue
 import random
 import threading
@@ -347,6 +348,7 @@ def _worker(
     results: Any,
     progress: Any,
 ) -> None:
+    _exit_with_parent()
     try:
         sender = open_sender(job.target, job.redis_url, job.db_url, job.namespace, job.layout)
     except BaseException as exc:
@@ -358,7 +360,8 @@ def _worker(
         schedule = job.arrivals.schedule(len(attempts), seed=job.workload.seed)
         mine = list(range(index, len(attempts), job.layout.processes))
         ready.wait()
-        go.wait()
+        if not go.wait(timeout=_BARRIER_TIMEOUT_S):
+            raise RuntimeError("the parent never gave the start")
         part = _send_all(sender, job, index, attempts, schedule, mine, start_at.value, progress)
         finished.wait()
         sampled.wait(timeout=_BARRIER_TIMEOUT_S)
@@ -369,6 +372,19 @@ def _worker(
         finished.abort()
     finally:
         sender.close()
+
+
+def _exit_with_parent() -> None:
+    """Leave when the parent dies: nobody would give the start or read the results (a worker
+    would otherwise wait at a barrier, or block flushing its results into a full pipe)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _why(exc: BaseException) -> str:

@@ -88,12 +88,16 @@ def test_a_ratio_without_its_ceiling_is_not_measured():
     assert set(ratio_table(found)["met"]) == {"not measured"}
 
 
+def _no_nan(name):
+    raise AssertionError(f"{name} is not JSON")
+
+
 def test_bench_cli_prints_cells_ceilings_and_targets(capsys, tmp_path):
     db = f"sqlite:///{tmp_path / 'bench.sqlite'}"
     args = ["bench", "--scenario", "one-row", "--designs", "db_only", "--ceilings", "raw_sql"]
     args += ["--concurrency", "2", "--orders", "60", "--processes", "2", "--db", db, "--json"]
     assert main(args) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out, parse_constant=_no_nan)  # strict JSON: no NaN
     assert [(c["target"], c["clients"]) for c in out["cells"]] == [("raw_sql", 2), ("db_only", 2)]
     assert out["redis"] == "fakeredis (served over TCP)" and out["processes"] == 2
     assert "commit" in out

@@ -184,3 +184,57 @@ def test_a_worker_that_cannot_connect_fails_the_load_with_its_reason(tmp_path):
             db_url="postgresql+psycopg://u:s3cret@127.0.0.1:1/x",
         )
     assert "s3cret" not in str(failed.value)
+
+
+_DYING_PARENT = """
+import multiprocessing, os, sys
+from inventory_lab.loadgen import Layout, run_load
+from inventory_lab.senders import Target
+from inventory_lab.workload import Workload
+
+def die():
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    os._exit(1)
+
+if __name__ == "__main__":
+    run_load(Target("raw_sql"), Workload(orders=10, skus=1, stock=10), layout=Layout(2, 1),
+             redis_url="redis://127.0.0.1:1/0", db_url=sys.argv[1], on_ready=die)
+"""
+
+
+def test_workers_leave_when_their_parent_dies(tmp_path):
+    """A parent killed between the workers' connect and the start leaves no worker waiting."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from inventory_lab import schema
+    from inventory_lab.backends import sql_engine
+
+    db = f"sqlite:///{tmp_path / 'dying.sqlite'}"
+    engine = sql_engine(db)
+    schema.reset(engine, {"sku-0001": 10})
+    engine.dispose()
+    script = tmp_path / "dying_parent.py"
+    script.write_text(_DYING_PARENT)
+    done = subprocess.run(
+        [sys.executable, str(script), db], capture_output=True, text=True, timeout=120
+    )
+    pids = [int(pid) for pid in done.stdout.split()[-2:] if pid.isdigit()]
+    assert done.returncode == 1 and len(pids) == 2, done.stderr
+    deadline = time.monotonic() + 60  # "eventually", on any machine: they poll every 0.5 s
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in pids if psutil.pid_exists(pid) and _not_zombie(pid)]
+        time.sleep(0.2)
+    assert alive == []
+
+
+def _not_zombie(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
