@@ -1,18 +1,17 @@
 """How the lab grows: time and peak memory of `inventory-lab run` as orders or SKUs grow.
 
 A harness that holds every record in memory can fall over before the servers do. `run_growth`
-runs the CLI's `run` in a child process per size — exactly what a reader would type — and reads
-the child's peak resident memory from the kernel (`wait4`'s rusage: the high-water mark of the
-whole process, not a sample), next to its wall time and the checker's verdict.
+runs the CLI's `run` in a child process per size — what a reader would type — and takes the
+child's peak resident memory from the kernel: the child reports its own `VmHWM` (the high-water
+mark of its memory, not a sample) as it exits. Not `wait4`'s `ru_maxrss`: on Linux that also
+counts the memory of the process that started the child, carried over when the child `exec`s.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,26 +34,36 @@ class ChildRun:
     stderr: str
 
 
+PEAK_MARK = "inventory-lab-peak-rss-kb="
+# What a measured child runs first: on exit it writes its own high-water mark to stderr.
+_REPORT_PEAK = (
+    "import atexit, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    f"            sys.stderr.write('\\n{PEAK_MARK}' + line.split()[1] + '\\n')\n"
+    "atexit.register(_peak)\n"
+)
+
+
+def python_child(code: str, *args: str) -> list[str]:
+    """A command running `code` in a fresh interpreter that reports its peak memory on exit."""
+    return [sys.executable, "-c", _REPORT_PEAK + code, *args]
+
+
 def run_child(command: Sequence[str], *, timeout_s: float = 3600.0) -> ChildRun:
-    """Run `command`; its wall time and peak RSS (from the kernel, when the child is reaped)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.monotonic()
-        child = subprocess.Popen(list(command), stdout=out, stderr=err, text=True)
-        deadline = start + timeout_s
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                child.kill()
-                pid, status, usage = os.wait4(child.pid, 0)
-                break
-            time.sleep(0.05)
-        wall = time.monotonic() - start
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
-        err.seek(0)
-        return ChildRun(wall, usage.ru_maxrss / 1024.0, child.returncode, out.read(), err.read())
+    """Run `command`; its wall time and, if it reports one (`python_child`), its peak RSS."""
+    start = time.monotonic()
+    done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout_s)
+    wall = time.monotonic() - start
+    peaks = [
+        int(line.removeprefix(PEAK_MARK))
+        for line in done.stderr.splitlines()
+        if line.startswith(PEAK_MARK)
+    ]
+    stderr = "\n".join(line for line in done.stderr.splitlines() if not line.startswith(PEAK_MARK))
+    peak_mb = peaks[-1] / 1024.0 if peaks else float("nan")
+    return ChildRun(wall, peak_mb, done.returncode, done.stdout, stderr)
 
 
 def run_command(
@@ -67,13 +76,14 @@ def run_command(
     redis_url: str,
     db_url: str | None,
 ) -> list[str]:
-    """`inventory-lab run` for one size, printing one JSON report."""
-    command = [sys.executable, "-m", "inventory_lab", "run", "--design", design]
-    command += ["--orders", str(orders), "--skus", str(skus), "--stock", str(stock)]
-    command += ["--skew", "0", "--concurrency", str(concurrency), "--redis", redis_url, "--json"]
+    """`inventory-lab run` for one size, printing one JSON report (and its peak memory)."""
+    args = ["run", "--design", design, "--orders", str(orders), "--skus", str(skus)]
+    args += ["--stock", str(stock), "--skew", "0", "--concurrency", str(concurrency)]
+    args += ["--redis", redis_url, "--json"]
     if db_url:
-        command += ["--db", db_url]
-    return command
+        args += ["--db", db_url]
+    code = "import sys\nfrom inventory_lab.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return python_child(code, *args)
 
 
 def run_growth(

@@ -1,19 +1,24 @@
 """Growth: a child's peak memory from the kernel, and `run` measured per size."""
 
 import json
+import math
 import sys
 
 import pytest
 
 from inventory_lab.cli import main
 from inventory_lab.errors import LabError
-from inventory_lab.growth import run_child, run_growth
+from inventory_lab.growth import python_child, run_child, run_growth
 
 
-def test_the_peak_memory_of_a_child_is_its_high_water_mark():
+def test_the_peak_memory_of_a_child_is_its_own_high_water_mark():
     grab = "x = bytearray(300 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); del x"
-    small = run_child([sys.executable, "-c", "pass"])
-    big = run_child([sys.executable, "-c", grab])
+    # This process holds more than the child ever will: none of it may count as the child's.
+    held = bytearray(500 * 1024 * 1024)
+    held[::4096] = b"1" * len(held[::4096])
+    small = run_child(python_child("pass"))
+    big = run_child(python_child(grab))
+    del held
     assert small.returncode == 0 and big.returncode == 0
     assert big.peak_rss_mb >= 300 > small.peak_rss_mb  # freed before exit: the peak still shows
 
@@ -21,6 +26,7 @@ def test_the_peak_memory_of_a_child_is_its_high_water_mark():
 def test_a_failing_child_reports_its_exit_code():
     failed = run_child([sys.executable, "-c", "import sys; print('x'); sys.exit(3)"])
     assert failed.returncode == 3 and failed.stdout.strip() == "x"
+    assert math.isnan(failed.peak_rss_mb)  # it did not report one
 
 
 def test_run_is_measured_at_every_size(tmp_path):

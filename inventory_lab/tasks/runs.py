@@ -10,6 +10,7 @@ reconciliation reports.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs.task_engine import TaskEngineDesign
-from inventory_lab.faults import crash_between_gates, db_outage
+from inventory_lab.faults import DbOutage, crash_between_gates
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order
 from inventory_lab.reconcile import reconcile
@@ -94,6 +95,7 @@ def failure_run(
     attempts = workload.attempts()
     design.setup(initial)
     crashed: list[Order] = []
+    pace: Callable[[int], None] | None = None
     try:
         if fault == "worker_crash":
             design.engine.kill_after_claim(2)
@@ -101,7 +103,17 @@ def failure_run(
         if fault == "crash_between_gates":
             fence = crash_between_gates(design, times=4)
         elif fault == "db_outage":
-            fence = db_outage(lab.engine, 0.5, after_s=0.1)
+            # Paced by the workload, not the clock: the database is down from the first
+            # quarter of the attempts to the half, however fast this machine runs them.
+            fence = outage = DbOutage(lab.engine)
+            down, up = len(attempts) // 4, len(attempts) // 2
+
+            def pace(i: int) -> None:
+                if i == down:
+                    outage.active.set()
+                elif i == up:
+                    outage.active.clear()
+
         with fence as crashed_list:
             if fault == "restart":
                 # every executor dies on its first claim, holding its batch, until the restart
@@ -112,7 +124,7 @@ def failure_run(
                 second = run_workload(design, attempts[half:], concurrency=concurrency)
                 records = pd.concat([first, second], ignore_index=True)
             else:
-                records = run_workload(design, attempts, concurrency=concurrency)
+                records = run_workload(design, attempts, concurrency=concurrency, on_attempt=pace)
             if isinstance(crashed_list, list):
                 crashed = list(crashed_list)
         design.drain()  # after the fault ended, as an operator would
