@@ -27,15 +27,16 @@ from inventory_lab.workload import Workload, run_workload
 
 
 def source_commit() -> str | None:
-    """The git commit the lab runs from (with "-dirty" if tracked files were changed), or None
-    outside a git checkout: stored results say which code made them."""
+    """The git commit the lab runs from (with "-dirty" if tracked files outside data/ were
+    changed), or None outside a git checkout: stored results say which code made them."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         )
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # results being written under data/ do not make the code that writes them dirty
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!data"],
             cwd=root,
             capture_output=True,
             text=True,
