@@ -83,6 +83,16 @@ def test_the_lock_meter_sees_a_session_wait_for_a_row(lab):
     assert max(meter.samples) >= 1 and meter.average > 0
 
 
+def test_the_lock_meter_reads_innodb_no_faster_than_it_refreshes(lab):
+    from inventory_lab.saturation import INNODB_TRX_REFRESH_S, LockMeter
+
+    meter = LockMeter(lab.engine, every_s=0.01)
+    if lab.dialect == "mysql":  # read every 10 ms, INNODB_TRX would show its first answer forever
+        assert meter.every_s >= INNODB_TRX_REFRESH_S > 0.1
+    else:
+        assert meter.every_s == 0.01
+
+
 def _update_in_own_transaction(engine, update):
     with engine.begin() as conn:
         conn.execute(update)
