@@ -114,3 +114,23 @@ def test_review_is_stored_and_the_cli_reports_it(default_lab, capsys, tmp_path):
     assert main(["review", "--faults", "meteor"]) == 2
     assert "unknown fault" in capsys.readouterr().err
     assert main(["review", "--rows", "nope"]) == 2
+
+
+def test_must_drift_is_owed_only_by_orders_the_app_died_with(default_lab):
+    """A crash window in which no order passed gate 1 leaves nothing to drift: as expected."""
+    import dataclasses
+
+    from inventory_lab.review import CRASH_DETAIL, _cell, expectation, row_named
+
+    row = row_named("two_gate_lua (as written) +guard")
+    run = run_seed(default_lab, row, "crash_between_gates", seed=0)
+    assert run.died_between_gates > 0 and run.drift_before > 0
+    expected = expectation(row, "crash_between_gates")
+    no_drift = dataclasses.replace(run, repair=None)  # as if Redis had drifted by nothing
+    assert (
+        "drift before repair 0" in _cell(row, "crash_between_gates", [no_drift], expected).verdict
+    )
+    records = run.records.assign(detail=run.records["detail"].str.replace(CRASH_DETAIL, "x"))
+    nobody_died = dataclasses.replace(no_drift, records=records)
+    assert nobody_died.died_between_gates == 0
+    assert _cell(row, "crash_between_gates", [nobody_died], expected).verdict == "as expected"
