@@ -23,7 +23,7 @@ measured in one run on one machine, never a timed assertion.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +34,7 @@ from tqdm import tqdm
 from inventory_lab import schema
 from inventory_lab.backends import FAKE_REDIS, serve_fake_redis
 from inventory_lab.ceilings import Ceiling, pgbench_tps, redis_benchmark_rps
-from inventory_lab.checker import check_lab
+from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.experiment import machine
 from inventory_lab.lab import Lab, open_lab
 from inventory_lab.loadgen import Arrivals, Layout, LoadRun, run_load
@@ -115,6 +115,51 @@ def bench_session(
         lab.clear_redis()
 
 
+@dataclass(frozen=True)
+class CheckedLoad:
+    """One load and the checker's verdict on it (None for a raw ceiling: nothing to check)."""
+
+    run: LoadRun
+    check: CheckReport | None
+
+
+def checked_load(
+    session: BenchSession,
+    target: Target,
+    workload: Workload,
+    *,
+    layout: Layout,
+    arrivals: Arrivals | None = None,
+    progress: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    on_finished: Callable[[], None] | None = None,
+) -> CheckedLoad:
+    """Load the stock, run the load from `layout`'s processes, drain the design, check it."""
+    initial = workload.initial_stock()
+    instance = prepare(target, session.lab, initial)
+    try:
+        run = run_load(
+            target,
+            workload,
+            layout=layout,
+            arrivals=arrivals,
+            redis_url=session.redis_url,
+            db_url=session.db_url,
+            namespace=session.lab.namespace,
+            progress=progress,
+            on_ready=on_ready,
+            on_finished=on_finished,
+        )
+        if instance is None:
+            return CheckedLoad(run, None)
+        instance.drain()
+        check = check_lab(session.lab, initial, run.records, redis_view=target.uses_redis)
+    finally:
+        if instance is not None:
+            instance.close()
+    return CheckedLoad(run, check)
+
+
 def run_cell(
     session: BenchSession,
     target: Target,
@@ -126,11 +171,6 @@ def run_cell(
     progress: bool = False,
 ) -> dict[str, Any]:
     """One target under one scenario at one concurrency: its rates, latency, check and CPU."""
-    layout = Layout.spread(concurrency, session.processes)
-    workload = scenario.workload(orders)
-    arrivals = arrivals or Arrivals()
-    initial = workload.initial_stock()
-    instance = prepare(target, session.lab, initial)
     if session.fake_redis:  # served by this process: its CPU is fakeredis's
         meter = CpuMeter(None, session.db_url, extra={FAKE_SERVER: os.getpid()})
     else:
@@ -145,29 +185,19 @@ def run_cell(
         meter.stop()
         locks.stop()
 
-    try:
-        run = run_load(
-            target,
-            workload,
-            layout=layout,
-            arrivals=arrivals,
-            redis_url=session.redis_url,
-            db_url=session.db_url,
-            namespace=session.lab.namespace,
-            progress=progress,
-            on_ready=started,
-            on_finished=finished,
-        )
-        if instance is not None:
-            instance.drain()
-            check = check_lab(session.lab, initial, run.records, redis_view=target.uses_redis)
-        else:
-            check = None
-    finally:
-        if instance is not None:
-            instance.close()
+    loaded = checked_load(
+        session,
+        target,
+        scenario.workload(orders),
+        layout=Layout.spread(concurrency, session.processes),
+        arrivals=arrivals,
+        progress=progress,
+        on_ready=started,
+        on_finished=finished,
+    )
+    run = loaded.run
     cpu = meter.window(run.client_cpu_s)
-    return _row(run, scenario, concurrency, cpu, locks.average, check)
+    return _row(run, scenario, concurrency, cpu, locks.average, loaded.check)
 
 
 def queued_at_client(run: LoadRun) -> str | None:

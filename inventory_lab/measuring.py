@@ -14,62 +14,20 @@ session, and the JSON that `inventory-lab bench --json` writes, as frames.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from inventory_lab.bench import BenchSession, Scenario
-from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.loadgen import Arrivals, Layout, LoadRun, run_load
-from inventory_lab.senders import Target, prepare
+from inventory_lab.bench import BenchSession, CheckedLoad, Scenario, checked_load
+from inventory_lab.loadgen import Arrivals, Layout, LoadRun
+from inventory_lab.senders import Target
 from inventory_lab.stalls import TableStall
 from inventory_lab.workload import Workload
 
 BENCH_KEYS = ("redis", "db", "machine", "processes", "orders", "cells", "ceilings", "targets")
-
-
-@dataclass(frozen=True)
-class CheckedLoad:
-    """One load and the checker's verdict on it (None for a raw ceiling: nothing to check)."""
-
-    run: LoadRun
-    check: CheckReport | None
-
-
-def checked_load(
-    session: BenchSession,
-    target: Target,
-    workload: Workload,
-    *,
-    layout: Layout,
-    arrivals: Arrivals | None = None,
-    on_ready: Callable[[], None] | None = None,
-) -> CheckedLoad:
-    """Load the stock, run the load from `layout`'s processes, drain the design, check it."""
-    initial = workload.initial_stock()
-    instance = prepare(target, session.lab, initial)
-    try:
-        run = run_load(
-            target,
-            workload,
-            layout=layout,
-            arrivals=arrivals,
-            redis_url=session.redis_url,
-            db_url=session.db_url,
-            namespace=session.lab.namespace,
-            on_ready=on_ready,
-        )
-        if instance is None:
-            return CheckedLoad(run, None)
-        instance.drain()
-        check = check_lab(session.lab, initial, run.records, redis_view=target.uses_redis)
-    finally:
-        if instance is not None:
-            instance.close()
-    return CheckedLoad(run, check)
 
 
 def on_run_clock(run: LoadRun, moment: float) -> float:
