@@ -22,8 +22,18 @@ saw, and compares them with the initial stock:
 - false_duplicates: order lines answered "duplicate" (= already done) that no ledger row backs
   and no client was told were accepted: SET NX stores no outcome, so a retry racing an order
   that then fails or sells out, or one after a crash between the gates, hears a lie;
-- false_sold_out: orders refused as sold out although their SKU still had enough stock at the end
-  (stock only falls during a run, so it had enough all along): an undersell, not a safety breach.
+- false_sold_out: units left unsold that buyers refused as sold out could have taken — an
+  undersell, not a safety breach. Per SKU, what is left is the final DB stock minus the units of
+  pending tasks (stock only falls during a run, so it was there all along); the refused order
+  lines are those answered `sold_out` that were never served (no ledger row, no pending task, no
+  `accepted` on a retry), each counted once. The units are the best fill of what is left with
+  whole refused quantities: the largest sum of refused quantities that is at most what is left
+  (an exact subset sum, not smallest-first, which would fit 2 of {2, 3} into 4 where 3 fits).
+  So 187 refusals of 1 with 4 left are 4 units, one refusal of 5 with 4 left is 0, refusals of
+  3 and 3 with 4 left are 3. Never more than what is left, nor than the refusals asked for;
+- false_sold_out_orders: the refused order lines behind those units, each of which alone would
+  have fit in what was left (187 in the first example above, 2 in the last): reports read
+  "4 units left unsold, 187 refusals behind them". Zero exactly when false_sold_out is.
 
 `check` is a pure function of those inputs, so tests can feed it a state with a known oversell;
 `check_lab` reads the inputs from a lab.
@@ -31,7 +41,8 @@ saw, and compares them with the initial stock:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -51,7 +62,8 @@ class CheckReport:
     lost: int
     unaccounted: int
     converged: bool | None
-    false_sold_out: int = 0
+    false_sold_out: int = 0  # units left unsold that sold-out refusals could have taken
+    false_sold_out_orders: int = 0  # the refused order lines behind them
     false_duplicates: int = 0
     unknown_persisted: int = 0
     unknown_not_persisted: int = 0
@@ -78,6 +90,7 @@ class CheckReport:
             "converged": self.converged,
             "drift": dict(self.drift),
             "false_sold_out": self.false_sold_out,
+            "false_sold_out_orders": self.false_sold_out_orders,
             "false_duplicates": self.false_duplicates,
             "unknown_persisted": self.unknown_persisted,
             "unknown_not_persisted": self.unknown_not_persisted,
@@ -128,7 +141,6 @@ def check(
                 "redis_final": redis_view,
             }
         )
-    per_sku = pd.DataFrame(rows)
 
     per_line = ledger.groupby(["order_id", "sku"]).size() if len(ledger) else pd.Series(dtype=int)
     double = int((per_line > 1).sum()) + sum(row["unrecorded"] for row in rows)
@@ -143,12 +155,18 @@ def check(
     told_done_lines = set(zip(told_done["order_id"], told_done["sku"], strict=True))
     false_duplicates = len(told_done_lines - persisted - waiting - told_accepted)
     sold_out = records[records["outcome"] == Outcome.SOLD_OUT.value]
-    final_of = {row["sku"]: row["db_final"] for row in rows}
-    false_sold_out = sum(
-        1
-        for sku, qty in zip(sold_out["sku"], sold_out["qty"], strict=True)
-        if final_of.get(sku, 0) >= qty
-    )
+    refused = sold_out.drop_duplicates(["order_id", "sku"])
+    served = persisted | waiting | told_accepted
+    refused_qty: dict[str, list[int]] = {}
+    for order_id, sku, qty in zip(refused["order_id"], refused["sku"], refused["qty"], strict=True):
+        if (order_id, sku) not in served:
+            refused_qty.setdefault(sku, []).append(int(qty))
+    for row in rows:
+        left = max(row["db_final"] - pending.get(row["sku"], 0), 0)
+        asked = refused_qty.get(row["sku"], [])
+        row["false_sold_out"] = best_fill(asked, left)
+        row["false_sold_out_orders"] = sum(1 for qty in asked if 0 < qty <= left)
+    per_sku = pd.DataFrame(rows)
 
     drift: dict[str, int] = {}
     converged: bool | None = None
@@ -168,13 +186,37 @@ def check(
         unaccounted=int(per_sku["unaccounted"].sum()) if rows else 0,
         converged=converged,
         drift=drift,
-        false_sold_out=false_sold_out,
+        false_sold_out=sum(row["false_sold_out"] for row in rows),
+        false_sold_out_orders=sum(row["false_sold_out_orders"] for row in rows),
         false_duplicates=false_duplicates,
         unknown_persisted=unknown_persisted,
         unknown_not_persisted=len(unknown_lines) - unknown_persisted,
         pending=pending,
         per_sku=per_sku,
     )
+
+
+def best_fill(quantities: Iterable[int], room: int) -> int:
+    """The most units of `room` that whole quantities from `quantities` fill (each used once).
+
+    A bounded subset sum over a bitset (bit s set: some quantities sum to exactly s), each
+    distinct quantity's copies added in chunks of 1, 2, 4… so that a thousand refusals of one
+    unit cost ten shifts, not a thousand.
+    """
+    fitting = [qty for qty in quantities if 0 < qty <= room]
+    if sum(fitting) <= room:  # the common case: everything refused would have fit
+        return sum(fitting)
+    within = (1 << (room + 1)) - 1
+    reachable = 1
+    for qty, count in Counter(fitting).items():
+        copies = min(count, room // qty)
+        chunk = 1
+        while copies:
+            take = min(chunk, copies)
+            reachable |= (reachable << (qty * take)) & within
+            copies -= take
+            chunk *= 2
+    return reachable.bit_length() - 1
 
 
 def read_ledger(lab: Lab) -> pd.DataFrame:
