@@ -76,7 +76,8 @@ class RunReport:
     lost: int
     unaccounted: int
     converged: bool | None
-    false_sold_out: int
+    false_sold_out: int  # units left unsold that sold-out refusals could have taken
+    false_sold_out_orders: int  # the refused order lines behind those units
     false_duplicates: int
     unknown_persisted: int
     unknown_not_persisted: int
@@ -166,6 +167,7 @@ def _report(
         unaccounted=findings.unaccounted,
         converged=findings.converged,
         false_sold_out=findings.false_sold_out,
+        false_sold_out_orders=findings.false_sold_out_orders,
         false_duplicates=findings.false_duplicates,
         unknown_persisted=findings.unknown_persisted,
         unknown_not_persisted=findings.unknown_not_persisted,

@@ -332,7 +332,8 @@ class Cell:
     lost: int
     unaccounted: int
     false_duplicates: int
-    false_sold_out: int
+    false_sold_out: int  # units left unsold that sold-out refusals could have taken
+    false_sold_out_orders: int  # the refusals behind them (the worst seed's, taken on its own)
     drift_before: int
     converged_after: bool | None
     throughput: float  # attempts per second of the clients' time (no drain), over the seeds
@@ -404,6 +405,7 @@ def _cell(row: Row, fault: str, runs: list[SeedRun], expected: Expectation) -> C
         strikes=sum(int(run.history["event"].isin(["start", "strike"]).sum()) for run in runs),
         false_duplicates=max(run.after.false_duplicates for run in runs),
         false_sold_out=max(run.after.false_sold_out for run in runs),
+        false_sold_out_orders=max(run.after.false_sold_out_orders for run in runs),
         drift_before=drift,
         converged_after=all(run.after.converged is not False for run in runs)
         if runs[0].after.converged is not None
@@ -422,6 +424,10 @@ def _cell(row: Row, fault: str, runs: list[SeedRun], expected: Expectation) -> C
                 "broken": list(run.broken),
                 "drift_before": run.drift_before,
                 **{name: getattr(run.after, name) for name in INVARIANTS},
+                # one seed's unsold units beside the refusals behind them (the cell's two are
+                # each the worst over the seeds, possibly from different seeds)
+                "false_sold_out": run.after.false_sold_out,
+                "false_sold_out_orders": run.after.false_sold_out_orders,
             }
             for run in runs
         ],
@@ -450,6 +456,7 @@ def _not_applicable(row: Row, fault: str, expected: Expectation) -> Cell:
         unaccounted=0,
         false_duplicates=0,
         false_sold_out=0,
+        false_sold_out_orders=0,
         drift_before=0,
         converged_after=None,
         throughput=0.0,
@@ -516,5 +523,11 @@ def save_review(frame: pd.DataFrame, path: str | Path) -> Path:
     with duckdb.connect(str(path)) as con:
         con.register("cells", stored)
         con.execute("CREATE TABLE IF NOT EXISTS review AS SELECT * FROM cells LIMIT 0")
+        # a file made by an older lab gains the columns added since (false_sold_out_orders…);
+        # the names and types are the cells' own columns (Cell's fields), never input
+        have = {row[0] for row in con.execute("DESCRIBE review").fetchall()}
+        for name, kind, *_ in con.execute("DESCRIBE cells").fetchall():
+            if name not in have:
+                con.execute(f'ALTER TABLE review ADD COLUMN "{name}" {kind}')
         con.execute("INSERT INTO review BY NAME SELECT * FROM cells")
     return path

@@ -14,6 +14,13 @@ def test_db_only_experiment_reports_clean_invariants_on_every_backend(lab):
     assert experiment.check.ok
     assert report.oversold == report.double_deducted == report.lost == 0
     assert report.accepted + report.sold_out + report.duplicates == report.attempts
+    # one conditional UPDATE refuses only what no longer fits, and stock only falls
+    assert report.false_sold_out == report.false_sold_out_orders == 0
+    found = experiment.check
+    assert (report.false_sold_out, report.false_sold_out_orders) == (
+        found.false_sold_out,
+        found.false_sold_out_orders,
+    )
     assert report.throughput > 0 and report.latency_ms["p99"] >= report.latency_ms["p50"] > 0
     json.dumps(report.to_dict())  # storable as it is
 

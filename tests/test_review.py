@@ -134,3 +134,19 @@ def test_must_drift_is_owed_only_by_orders_the_app_died_with(default_lab):
     nobody_died = dataclasses.replace(no_drift, records=records)
     assert nobody_died.died_between_gates == 0
     assert _cell(row, "crash_between_gates", [nobody_died], expected).verdict == "as expected"
+
+
+def test_a_review_file_from_an_older_lab_gains_the_new_columns(default_lab, tmp_path):
+    frame = review(default_lab, ["db_only"], ["none"], progress=False)
+    store = save_review(frame.drop(columns=["false_sold_out_orders"]), tmp_path / "runs.duckdb")
+    save_review(frame, store)
+    stored = load_runs(store, "SELECT false_sold_out, false_sold_out_orders FROM review")
+    assert len(stored) == 2 and stored["false_sold_out_orders"].isna().sum() == 1
+
+
+def test_a_cell_reports_unsold_units_and_the_refusals_behind_them(default_lab):
+    cell = run_cell(default_lab, "two_gate", "crash_between_gates", seeds=2)
+    for seed in cell.per_seed:  # no unsold units without refusals behind them, and vice versa
+        assert (seed["false_sold_out"] > 0) is (seed["false_sold_out_orders"] > 0)
+    assert cell.false_sold_out == max(seed["false_sold_out"] for seed in cell.per_seed)
+    assert cell.false_sold_out_orders == max(s["false_sold_out_orders"] for s in cell.per_seed)
