@@ -1,9 +1,13 @@
-"""The two mid-flight oversells, each forced into one exact interleaving: no luck needed.
+"""Oversells forced into one exact interleaving each: no luck needed.
 
-The nemesis (nemesis.py) finds these by striking at random moments; here each is built step by
-step, so that a notebook or a test can show it happen on every run and then show the fix hold
-under the very same steps. Both run a Redis design as written (`as_written=True`: the article's
-handling) or as the lab builds it, and return what every buyer was told and the checker's report.
+`forced_lost_update` is the strawman's race (notebook 01): `buyers` clients of `naive` all read
+the same stock before any of them writes, so each passes the check and each writes `stock - 1`.
+
+The two mid-flight oversells follow. The nemesis (nemesis.py) finds these by striking at random
+moments; here each is built step by step, so that a notebook or a test can show it happen on
+every run and then show the fix hold under the very same steps. Both run a Redis design as
+written (`as_written=True`: the article's handling) or as the lab builds it, and return what
+every buyer was told and the checker's report.
 
 - `lost_commit_ack`: stock 1, two buyers. The first buyer's gate 2 commits and its
   acknowledgement is lost. As written the error is taken for a failure: the stock is given back
@@ -17,6 +21,7 @@ handling) or as the lab builds it, and return what every buyer was told and the 
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +30,7 @@ import pandas as pd
 
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import design_class
+from inventory_lab.designs.naive import Naive
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.designs.two_gate import TwoGate
 from inventory_lab.faults import hold_between_gates
@@ -32,7 +38,27 @@ from inventory_lab.faults import lost_commit_ack as lose_commit_acks
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.resolve import describe
-from inventory_lab.workload import RECORD_COLUMNS
+from inventory_lab.workload import RECORD_COLUMNS, Attempt, run_workload
+
+log = logging.getLogger(__name__)
+
+
+def forced_lost_update(
+    lab: Lab, *, buyers: int = 2, stock: int = 1
+) -> tuple[pd.DataFrame, CheckReport]:
+    """`buyers` clients each buy one unit of one SKU; all read before any writes. Deterministic.
+
+    A barrier in `naive`'s read-write gap (its `pause` hook) holds every client until all have
+    read the same stock, so each passes the check and each writes `stock - 1`: `buyers` units
+    sold, one deducted.
+    """
+    barrier = threading.Barrier(buyers, timeout=30)
+    design = Naive(lab, pause=barrier.wait)
+    initial = {"sku-hot": stock}
+    design.setup(initial)
+    attempts = [Attempt(Order(f"buyer-{i}", "sku-hot", 1), 0) for i in range(buyers)]
+    records = run_workload(design, attempts, concurrency=buyers)
+    return records, check_lab(lab, initial, records, redis_view=False)
 
 
 @dataclass(frozen=True)
@@ -119,7 +145,8 @@ def _ask(design: TwoGate, order: Order) -> Result:
     """What a client hears: the answer, or `unknown` for an error it cannot see through."""
     try:
         return design.deduct(order)
-    except Exception as exc:
+    except Exception as exc:  # the outcome the scenario shows (an as-written design raises)
+        log.debug("%s: the buyer hears unknown", order.anti_repeat_code, exc_info=True)
         return Result(Outcome.UNKNOWN, describe(exc))
 
 

@@ -1,14 +1,22 @@
-"""The two mid-flight oversells, forced step by step: as written they oversell on every run and
-every backend; as the lab builds the designs, the same steps sell nothing twice."""
+"""Oversells forced step by step. The strawman's lost update sells more than exists on every
+run; the two mid-flight oversells do too as written, on every backend, and as the lab builds the
+designs the same steps sell nothing twice."""
 
 import pytest
 
 from inventory_lab import Outcome
 from inventory_lab.designs import redis_design_names
 from inventory_lab.reconcile import reconcile
-from inventory_lab.scenarios import lost_commit_ack, rewarm_between_gates
+from inventory_lab.scenarios import forced_lost_update, lost_commit_ack, rewarm_between_gates
 
 REDIS_DESIGNS = redis_design_names()
+
+
+def test_forced_interleaving_makes_naive_oversell_deterministically(lab):
+    records, report = forced_lost_update(lab, buyers=3, stock=1)
+    assert (records["outcome"] == "accepted").sum() == 3
+    assert report.oversold == 2  # three units promised, one existed
+    assert report.unaccounted == 2  # the ledger shows three deductions, the stock moved by one
 
 
 @pytest.mark.parametrize("as_written", [True, False])

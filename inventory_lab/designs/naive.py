@@ -8,7 +8,8 @@ scheduler. `lockstep=C` forces it instead: C clients' deductions go in rounds, e
 round reads before any of them writes (a barrier in the gap), so each round sells C units for a
 decrement of one, however busy the machine. A round that cannot fill (the last one, when fewer
 clients are left) gives up after `lockstep_timeout_s` and the next round starts afresh. `pause`,
-a callable run in that gap, lets a caller force one exact interleaving (see `forced_lost_update`).
+a callable run in that gap, lets a caller force one exact interleaving (see
+`scenarios.forced_lost_update`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 
-import pandas as pd
 import sqlalchemy as sa
 
 from inventory_lab import schema
-from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs.base import BaseDesign, register
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
-from inventory_lab.workload import Attempt, run_workload
 
 
 @register
@@ -91,20 +89,3 @@ class _Rounds:
             with self.lock:  # the first one out mends it for the next round
                 if self.barrier.broken:
                     self.barrier.reset()
-
-
-def forced_lost_update(
-    lab: Lab, *, buyers: int = 2, stock: int = 1
-) -> tuple[pd.DataFrame, CheckReport]:
-    """`buyers` clients each buy one unit of one SKU; all read before any writes. Deterministic.
-
-    A barrier in the read-write gap holds every client until all have read the same stock, so
-    each passes the check and each writes `stock - 1`: `buyers` units sold, one deducted.
-    """
-    barrier = threading.Barrier(buyers, timeout=30)
-    design = Naive(lab, pause=barrier.wait)
-    initial = {"sku-hot": stock}
-    design.setup(initial)
-    attempts = [Attempt(Order(f"buyer-{i}", "sku-hot", 1), 0) for i in range(buyers)]
-    records = run_workload(design, attempts, concurrency=buyers)
-    return records, check_lab(lab, initial, records, redis_view=False)
