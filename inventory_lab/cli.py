@@ -1,8 +1,8 @@
-"""`inventory-lab`: designs, run, bench, growth, review, runs. Thin over the package.
+"""`inventory-lab`: designs, run, bench, growth, review, report, runs. Thin over the package.
 
 Every expected failure (bad arguments, a bad URL, a server that does not answer) is one line on
-stderr and exit code 2; a traceback means a bug. `run --fail-on-violation` and `review` exit 1 when
-the checker's findings are not what they should be.
+stderr and exit code 2; a traceback means a bug. `run --fail-on-violation`, `review` and `report`
+exit 1 when the checker's findings are not what they should be.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
 from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
 from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
+from inventory_lab.review_report import review_document, write_report
 from inventory_lab.senders import RAW_KINDS
 from inventory_lab.workload import Workload
 
@@ -183,27 +184,40 @@ def build_parser() -> argparse.ArgumentParser:
     review_cmd = commands.add_parser(
         "review", help="every design under every fault, checked against written expectations"
     )
-    review_cmd.add_argument(
-        "--designs", default=None, help="comma-separated design names: their every row"
-    )
-    review_cmd.add_argument(
-        "--rows", default=None, help="comma-separated row labels, e.g. 'two_gate_lua +guard'"
-    )
-    review_cmd.add_argument("--faults", default=None, help="comma-separated (default: all)")
-    review_cmd.add_argument(
-        "--seeds", type=_int_in(1, 100), default=1, help="runs per cell; the worst counts"
-    )
-    review_cmd.add_argument("--redis", default=FAKE_REDIS)
-    review_cmd.add_argument("--db", default=None)
+    _review_options(review_cmd)
     review_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     review_cmd.add_argument(
         "--save", nargs="?", const=str(DEFAULT_PATH), default=None, metavar="PATH"
     )
 
+    report = commands.add_parser(
+        "report",
+        help="the design review (notebook 09) with the review run live on these servers, "
+        "as one standalone HTML file",
+    )
+    _review_options(report)
+    report.add_argument("--out", default="review.html", help="the HTML file (default %(default)s)")
+
     runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
     runs.add_argument("--path", default=str(DEFAULT_PATH))
     runs.add_argument("--last", type=_int_in(1, 10_000), default=20)
     return parser
+
+
+def _review_options(command: argparse.ArgumentParser) -> None:
+    """What `review` and `report` both take: which cells, how many seeds, which servers."""
+    command.add_argument(
+        "--designs", default=None, help="comma-separated design names: their every row"
+    )
+    command.add_argument(
+        "--rows", default=None, help="comma-separated row labels, e.g. 'two_gate_lua +guard'"
+    )
+    command.add_argument("--faults", default=None, help="comma-separated (default: all)")
+    command.add_argument(
+        "--seeds", type=_int_in(1, 100), default=1, help="runs per cell; the worst counts"
+    )
+    command.add_argument("--redis", default=FAKE_REDIS)
+    command.add_argument("--db", default=None, help="a database of the review's own")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _growth(args)
         if args.command == "review":
             return _review(args)
+        if args.command == "report":
+            return _report(args)
         return _runs(args)
     except LabError as exc:
         print(f"inventory-lab: error: {exc}", file=sys.stderr)
@@ -374,34 +390,26 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
-def _review(args: argparse.Namespace) -> int:
-    labels = [row.label for row in ROWS]
-    rows = _names(args.rows, labels, "row")
+def _review_cells(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The row labels and faults that `--designs`, `--rows` and `--faults` select."""
+    rows = _names(args.rows, [row.label for row in ROWS], "row")
     if args.designs is not None:
         designs = _names(args.designs, design_names(), "design")
         rows = [label for label in rows if row_named(label).design in designs]
-    faults = _names(args.faults, list(FAULTS), "fault")
+    if not rows:
+        raise LabError("--designs and --rows select no row together")
+    return rows, _names(args.faults, list(FAULTS), "fault")
+
+
+def _review(args: argparse.Namespace) -> int:
+    rows, faults = _review_cells(args)
     with open_lab(args.redis, args.db, pool_size=16) as lab:
         frame = review(lab, rows, faults, seeds=args.seeds, progress=not args.json)
     if args.save:
         save_review(frame, Path(args.save))
     unexpected = frame[frame["verdict"] != "as expected"]
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "redis": frame["redis"].iloc[0],
-                    "db": frame["db"].iloc[0],
-                    "machine": frame["machine"].iloc[0],
-                    "seeds": args.seeds,
-                    "seconds": frame.attrs["seconds"],
-                    "cells": frame.drop(columns=["redis", "db", "machine"]).to_dict(
-                        orient="records"
-                    ),
-                    "unexpected": len(unexpected),
-                }
-            )
-        )
+        print(json.dumps(review_document(frame, args.seeds)))
     else:
         print(f"{frame['redis'].iloc[0]} + {frame['db'].iloc[0]} on {frame['machine'].iloc[0]}")
         columns = [
@@ -419,6 +427,20 @@ def _review(args: argparse.Namespace) -> int:
         print(frame[frame["applies"]][columns].to_string(index=False))
         print(f"{len(frame) - len(unexpected)} of {len(frame)} cells as expected")
     return 0 if unexpected.empty else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    rows, faults = _review_cells(args)
+    with open_lab(args.redis, args.db, pool_size=1):
+        pass  # a bad URL or a server that does not answer: one line here, not in the notebook
+    out = Path(args.out)
+    document = write_report(
+        out, redis_url=args.redis, db_url=args.db, rows=rows, faults=faults, seeds=args.seeds
+    )
+    print(f"{document['redis']} + {document['db']} on {document['machine']}: {out}")
+    cells = len(document["cells"])
+    print(f"{cells - document['unexpected']} of {cells} cells as expected")
+    return 0 if document["unexpected"] == 0 else 1
 
 
 def _names(text: str | None, known: list[str], what: str) -> list[str]:
