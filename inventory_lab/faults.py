@@ -35,14 +35,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from inventory_lab.designs.two_gate import TwoGate
-from inventory_lab.orders import Order
+from inventory_lab.lab import Lab
+from inventory_lab.orders import Order, Result
+
+
+class Gated(Protocol):
+    """What the application faults hook: a design with a gate 1 and a gate 2 (every Redis
+    design is one). Named here so that faults depend on no design."""
+
+    lab: Lab
+
+    def deduct(self, order: Order) -> Result: ...
+    def gate_two(self, order: Order, epoch: str | None = None) -> Result: ...
+    def compensate(self, order: Order, epoch: str | None = None) -> None: ...
+    def keys_for(self, order: Order) -> tuple[str, str]: ...
 
 
 class SimulatedCrash(Exception):
@@ -62,7 +74,7 @@ class SimulatedLostAck(Exception):
 
 @contextmanager
 def _crash_instead_of(
-    design: TwoGate,
+    design: Gated,
     method: str,
     message: Callable[[Order], str],
     times: int | None,
@@ -91,7 +103,7 @@ def _crash_instead_of(
 
 
 def crash_before_compensation(
-    design: TwoGate, *, times: int | None = None
+    design: Gated, *, times: int | None = None
 ) -> AbstractContextManager[list[Order]]:
     """Inside the block, `design` crashes instead of giving stock back (the first `times` times)."""
     return _crash_instead_of(
@@ -100,7 +112,7 @@ def crash_before_compensation(
 
 
 def crash_between_gates(
-    design: TwoGate, *, times: int | None = None, active: threading.Event | None = None
+    design: Gated, *, times: int | None = None, active: threading.Event | None = None
 ) -> AbstractContextManager[list[Order]]:
     """Inside the block, the app dies after gate 1 passed and before gate 2 (or the task insert).
 
@@ -117,7 +129,7 @@ def crash_between_gates(
 
 
 @contextmanager
-def hold_between_gates(design: TwoGate, hold: Callable[[Order], None]) -> Iterator[None]:
+def hold_between_gates(design: Gated, hold: Callable[[Order], None]) -> Iterator[None]:
     """Inside the block, `hold(order)` runs after gate 1 passed and before gate 2 starts."""
     gate_two = design.gate_two
 
@@ -133,7 +145,7 @@ def hold_between_gates(design: TwoGate, hold: Callable[[Order], None]) -> Iterat
 
 
 @contextmanager
-def expire_before_retry(design: TwoGate, active: threading.Event | None = None) -> Iterator[None]:
+def expire_before_retry(design: Gated, active: threading.Event | None = None) -> Iterator[None]:
     """Every repeat send of an order line finds its Redis anti-repeat code expired (only while
     `active` is set, if given).
 

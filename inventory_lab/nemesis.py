@@ -305,9 +305,9 @@ class Nemesis:
 
     def _open(self) -> str:
         if self.fault == "worker_pause":
-            engine = self.design.engine  # type: ignore[attr-defined]
-            engine.pause_after_claim_s = 2 * engine.lease_s
-            return f"executors stall {engine.pause_after_claim_s:.2f} s after claiming"
+            task_engine = self.design.task_engine  # type: ignore[attr-defined]
+            task_engine.pause_after_claim_s = 2 * task_engine.lease_s
+            return f"executors stall {task_engine.pause_after_claim_s:.2f} s after claiming"
         if self.fault == "redis_pause" and self.real:
             self._admin_redis.execute_command("CLIENT", "PAUSE", 50, "ALL")
             return "CLIENT PAUSE 50 ALL"
@@ -323,14 +323,14 @@ class Nemesis:
 
     def _close(self) -> None:
         if self.fault == "worker_pause":
-            self.design.engine.pause_after_claim_s = 0.0  # type: ignore[attr-defined]
+            self.design.task_engine.pause_after_claim_s = 0.0  # type: ignore[attr-defined]
         self._active.clear()
 
     def strike(self) -> str:
         """Strike an instant fault now; returns what happened."""
         design, lab = self.design, self.lab
         if self.fault == "worker_crash":
-            design.engine.kill_after_claim(1)  # type: ignore[attr-defined]
+            design.task_engine.kill_after_claim(1)  # type: ignore[attr-defined]
             return "the next executor to claim a task dies holding it"
         if self.fault == "redis_data_loss":
             return f"{lab.clear_redis()} keys lost"
@@ -390,4 +390,4 @@ class Nemesis:
         if self.fault == "redis_pause" and self.real:
             self._admin_redis.execute_command("CLIENT", "UNPAUSE")
         if self.fault == "worker_crash":
-            self.design.engine.kill_after_claim(0)  # type: ignore[attr-defined]
+            self.design.task_engine.kill_after_claim(0)  # type: ignore[attr-defined]

@@ -98,7 +98,7 @@ def failure_run(
     pace: Callable[[int], None] | None = None
     try:
         if fault == "worker_crash":
-            design.engine.kill_after_claim(2)
+            design.task_engine.kill_after_claim(2)
         fence: AbstractContextManager[object] = nullcontext()
         if fault == "crash_between_gates":
             fence = crash_between_gates(design, times=4)
@@ -117,7 +117,7 @@ def failure_run(
         with fence as crashed_list:
             if fault == "restart":
                 # every executor dies on its first claim, holding its batch, until the restart
-                design.engine.kill_after_claim(workers)
+                design.task_engine.kill_after_claim(workers)
                 half = len(attempts) // 2
                 first = run_workload(design, attempts[:half], concurrency=concurrency)
                 _restart(design)
@@ -132,7 +132,7 @@ def failure_run(
         drift_before = reconcile(lab, repair=True)
         drift_after = reconcile(lab)
         after = check_lab(lab, initial, records, redis_view=True)
-        counters = design.engine.counters.as_dict()
+        counters = design.task_engine.counters.as_dict()
         tasks = design.store.frame()
     finally:
         design.close()
@@ -143,12 +143,12 @@ def failure_run(
 
 def _restart(design: TaskEngineDesign) -> None:
     """The old process is gone (its executors died holding tasks); a new one starts, recovers."""
-    old = design.engine
+    old = design.task_engine
     deadline = time.monotonic() + 10
     while old.counters.killed < old.workers and time.monotonic() < deadline:
         time.sleep(0.01)  # each executor dies on its first claim
     old.stop()
-    design.engine = TaskEngine(
+    design.task_engine = TaskEngine(
         design.store,
         design.apply,
         workers=old.workers,
@@ -158,5 +158,5 @@ def _restart(design: TaskEngineDesign) -> None:
         node=old.node,
     )
     for name, value in old.counters.as_dict().items():  # one set of counters for the whole run
-        design.engine.counters.add(name, value)
-    design.engine.start()  # start() recovers the dead boot's tasks without waiting for a lease
+        design.task_engine.counters.add(name, value)
+    design.task_engine.start()  # start() recovers the dead boot's tasks without waiting for a lease

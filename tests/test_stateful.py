@@ -165,8 +165,8 @@ class OrdersUnderFaults(RuleBasedStateMachine):
     @precondition(lambda self: isinstance(self.design, TaskEngineDesign))
     @rule()
     def work(self) -> None:
-        self.design.engine.work_once()
-        self.design.engine.maintain_once()
+        self.design.task_engine.work_once()
+        self.design.task_engine.maintain_once()
 
     # --- after every step ---------------------------------------------------------------------
 

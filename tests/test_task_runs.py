@@ -3,7 +3,7 @@
 import pytest
 
 from inventory_lab import Workload
-from inventory_lab.tasks.runs import FAULTS, drain_rate, failure_run, lag_ms
+from inventory_lab.task_runs import FAULTS, drain_rate, failure_run, lag_ms
 
 SMALL = Workload(orders=120, skus=2, stock=40, retries=0.3, seed=6)
 

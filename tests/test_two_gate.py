@@ -129,7 +129,7 @@ def test_gate_two_failure_gives_the_redis_stock_back_and_frees_the_code(
     def broken(conn, order, epoch, *, fence):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(design, "_persist", broken)
+    monkeypatch.setattr(design, "persist_deduction", broken)
     if as_written:
         with pytest.raises(RuntimeError):
             design.deduct(Order("o-1", "sku-1", 2))

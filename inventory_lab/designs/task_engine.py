@@ -2,9 +2,10 @@
 
 `deduct` answers `accepted` once the task is durably recorded in its shard — the database write
 of the order path is one small insert into one of N tables instead of an update of the hot stock
-row. The engine's executors apply tasks (gate 2: anti-repeat row + stock update + ledger row, one
-transaction, idempotent) in the background; `drain()` starts the engine if needed and waits until
-every task is applied. If the task insert is refused, gate 1 is undone (stock given back, code
+row. The task engine's executors (`task_engine`, not to be confused with `lab.engine`, the SQL
+engine) apply tasks (gate 2: anti-repeat row + stock update + ledger row, one transaction,
+idempotent) in the background; `drain()` starts the task engine if needed and waits until every
+task is applied. If the task insert is refused, gate 1 is undone (stock given back, code
 freed); if its outcome is unknown, it is resolved first (see `two_gate`).
 """
 
@@ -49,17 +50,17 @@ class TaskEngineDesign(TwoGateLua):
     ) -> None:
         super().__init__(lab, ttl_ms=ttl_ms, db_guard=db_guard, as_written=as_written)
         self.store = TaskStore(lab.engine, shards)
-        self.engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
+        self.task_engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
         self.start_workers = start_workers
         self.drain_timeout_s = drain_timeout_s
         self.rewarm_minus_pending = rewarm_minus_pending
 
     def setup(self, initial: Mapping[str, int]) -> None:
-        self.engine.stop()
+        self.task_engine.stop()
         super().setup(initial)
         self.store.reset()
         if self.start_workers:
-            self.engine.start()
+            self.task_engine.start()
 
     def gate_two(self, order: Order, epoch: str | None = None) -> Result:
         """Record the task; the deduction itself is persisted by a worker later.
@@ -67,7 +68,7 @@ class TaskEngineDesign(TwoGateLua):
         The task insert is this design's gate 2: it is fenced by the epoch like `two_gate`'s
         deduction, and an error after it was sent is resolved by probing the task's code.
         """
-        result = self._second_gate(order, epoch, lambda conn: self._record_task(conn, order, epoch))
+        result = self.run_gate_two(order, epoch, lambda conn: self._record_task(conn, order, epoch))
         if result.outcome is Outcome.DUPLICATE:  # the order line already has a task
             return Result(Outcome.DUPLICATE, "task exists")
         if result.outcome is Outcome.ACCEPTED and not result.detail:
@@ -87,7 +88,8 @@ class TaskEngineDesign(TwoGateLua):
         """Gate 2 for one task: True if applied now, False if it had been applied before."""
         try:
             in_transaction(
-                self.lab.engine, lambda conn: self._persist(conn, order, None, fence=False)
+                self.lab.engine,
+                lambda conn: self.persist_deduction(conn, order, None, fence=False),
             )
         except IntegrityError:
             return False
@@ -98,9 +100,9 @@ class TaskEngineDesign(TwoGateLua):
     def drain(self, timeout_s: float = 30.0) -> None:
         """Settle the unknown outcomes (see `two_gate`), then wait until every task is applied."""
         super().drain(timeout_s)
-        if not self.engine.running:
-            self.engine.start()
-        if not self.engine.wait_drained(self.drain_timeout_s):
+        if not self.task_engine.running:
+            self.task_engine.start()
+        if not self.task_engine.wait_drained(self.drain_timeout_s):
             raise TimeoutError(f"tasks still pending after {self.drain_timeout_s} s")
 
     def rewarm(self) -> dict[str, int]:
@@ -114,4 +116,4 @@ class TaskEngineDesign(TwoGateLua):
         return self.store.pending_by_sku()
 
     def close(self) -> None:
-        self.engine.stop()
+        self.task_engine.stop()

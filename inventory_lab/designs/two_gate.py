@@ -7,7 +7,7 @@ Gate 2 (DB), one transaction that does not re-check the quantity:
     INSERT INTO anti_repeat(code) ...; UPDATE stock SET num = num - q WHERE sku = :s
 A refusal in gate 2 gives the Redis stock back and frees the anti-repeat key.
 
-The variants differ only in how gate 1 talks to Redis (`gate1=`):
+The variants differ only in how gate 1 talks to Redis: each class has its own `gate_one`.
 - `commands`: each command its own round trip (two, three when compensating);
 - `pipeline`: SET and HINCRBY in one round trip, not atomic: other clients' commands interleave,
   and the decrement runs even for a duplicate, so it must be given back;
@@ -86,10 +86,9 @@ NOT_WARM = Result(Outcome.ERROR, "gate 1: Redis holds no warmed stock for this S
 
 
 class TwoGate(BaseDesign):
-    """Gate 1 in Redis, gate 2 in the DB. Subclasses pick the gate-1 variant."""
+    """Gate 1 in Redis, gate 2 in the DB. Each subclass is a gate-1 variant: its `gate_one`."""
 
     uses_redis: ClassVar[bool] = True
-    gate1: ClassVar[str] = "commands"
     # Redis round trips per order on the happy path (accepted), as the variant is written.
     round_trips: ClassVar[int] = 2
 
@@ -206,40 +205,27 @@ class TwoGate(BaseDesign):
         return keys.anti_repeat_key(ns, order.order_id, order.sku), keys.stock_key(ns, order.sku)
 
     def gate_one(self, order: Order) -> Admitted | Result:
-        """Check in Redis: Admitted (stock decremented, code set) or the refusal."""
+        """Check in Redis: Admitted (stock decremented, code set) or the refusal. Each variant
+        talks to Redis its own way."""
+        raise NotImplementedError
+
+    def _gate_one_in_one_request(self, order: Order, *, transaction: bool) -> Admitted | Result:
+        """SET NX and HINCRBY sent together (a pipeline, or MULTI/EXEC when `transaction`): the
+        decrement runs whatever the SET answers, so a refusal is given back afterwards."""
         code_key, stock_key = self.keys_for(order)
-        r = self.lab.redis
-        read_epoch = self.fenced
-        if self.gate1 == "commands":
-            if read_epoch:  # SET NX and the epoch read in one round trip, before the decrement
-                pipe = r.pipeline(transaction=False)
-                pipe.set(code_key, "1", nx=True, px=self.ttl_ms)
-                pipe.hget(stock_key, keys.EPOCH_FIELD)
-                fresh, epoch = pipe.execute()
-            else:
-                fresh, epoch = r.set(code_key, "1", nx=True, px=self.ttl_ms), None
-            if not fresh:
-                return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
-            if read_epoch and epoch is None:
-                r.delete(code_key)
-                return NOT_WARM
-            left = r.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
-            return self._settle(order, fresh=True, left=int(left), epoch=epoch)
-        if self.gate1 in ("pipeline", "multi"):
-            pipe = r.pipeline(transaction=self.gate1 == "multi")
-            if read_epoch:  # read before the decrement: a re-warm in between refuses, never sells
-                pipe.hget(stock_key, keys.EPOCH_FIELD)
-            pipe.set(code_key, "1", nx=True, px=self.ttl_ms)
-            pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
-            replies = pipe.execute()
-            epoch = replies[0] if read_epoch else None
-            fresh, left = replies[-2:]
-            if read_epoch and epoch is None:  # the decrement hit a missing hash: no give-back
-                if fresh:
-                    r.delete(code_key)
-                return NOT_WARM
-            return self._settle(order, fresh=bool(fresh), left=int(left), epoch=epoch)
-        return self._gate_one_watch(order, code_key, stock_key)
+        pipe = self.lab.redis.pipeline(transaction=transaction)
+        if self.fenced:  # read before the decrement: a re-warm in between refuses, never sells
+            pipe.hget(stock_key, keys.EPOCH_FIELD)
+        pipe.set(code_key, "1", nx=True, px=self.ttl_ms)
+        pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
+        replies = pipe.execute()
+        epoch = replies[0] if self.fenced else None
+        fresh, left = replies[-2:]
+        if self.fenced and epoch is None:  # the decrement hit a missing hash: no give-back
+            if fresh:
+                self.lab.redis.delete(code_key)
+            return NOT_WARM
+        return self._settle(order, fresh=bool(fresh), left=int(left), epoch=epoch)
 
     def _settle(
         self, order: Order, *, fresh: bool, left: int, epoch: str | None
@@ -257,37 +243,10 @@ class TwoGate(BaseDesign):
             return Result(Outcome.SOLD_OUT, f"gate 1: HINCRBY gave {left}")
         return Admitted(epoch)
 
-    def _gate_one_watch(self, order: Order, code_key: str, stock_key: str) -> Result | Admitted:
-        with self.lab.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(code_key, stock_key)
-                    if pipe.exists(code_key):
-                        pipe.unwatch()
-                        return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
-                    left, epoch = pipe.hmget(stock_key, [keys.STOCK_FIELD, keys.EPOCH_FIELD])
-                    if self.fenced and epoch is None:
-                        pipe.unwatch()
-                        return NOT_WARM
-                    left = int(left or 0)
-                    if left < order.qty:
-                        pipe.unwatch()
-                        return Result(Outcome.SOLD_OUT, f"gate 1: {left} left")
-                    if self.gap_s:
-                        time.sleep(self.gap_s)  # widen the read-to-EXEC window: more retries
-                    pipe.multi()
-                    pipe.set(code_key, "1", px=self.ttl_ms)
-                    pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
-                    pipe.execute()
-                    return Admitted(epoch if self.fenced else None)
-                except redis.WatchError:
-                    with self._counter_lock:
-                        self.watch_retries += 1
-
     def gate_two(self, order: Order, epoch: str | None = None) -> Result:
         """Persist the deduction: anti-repeat row + unconditional UPDATE, one transaction."""
-        return self._second_gate(
-            order, epoch, lambda conn: self._persist(conn, order, epoch, fence=self.fenced)
+        return self.run_gate_two(
+            order, epoch, lambda conn: self.persist_deduction(conn, order, epoch, fence=self.fenced)
         )
 
     def probe_for(self, order: Order) -> sa.Insert:
@@ -295,10 +254,11 @@ class TwoGate(BaseDesign):
         `resolve.persisted` runs to learn whether gate 2 committed; built only when needed."""
         return schema.anti_repeat.insert().values(code=order.anti_repeat_code)
 
-    def _second_gate(
+    def run_gate_two(
         self, order: Order, epoch: str | None, persist: Callable[[Connection], None]
     ) -> Result:
-        """Run gate 2's transaction and settle every way it can end (see the module docstring)."""
+        """Run gate 2's transaction `persist` and settle every way it can end (see the module
+        docstring): `gate_two` persists the deduction, the task engine records a task."""
         try:
             in_transaction(self.lab.engine, persist)
         except IntegrityError:
@@ -339,7 +299,12 @@ class TwoGate(BaseDesign):
             Outcome.ERROR, f"gate 2: {describe(exc)}; nothing persisted, stock given back"
         )
 
-    def _persist(self, conn: Connection, order: Order, epoch: str | None, *, fence: bool) -> None:
+    def persist_deduction(
+        self, conn: Connection, order: Order, epoch: str | None, *, fence: bool
+    ) -> None:
+        """In `conn`'s transaction: the anti-repeat row, the stock update (guarded with
+        `db_guard`: GuardRefused when it matches no row), the ledger row; with `fence`, the
+        epoch check (StaleEpoch). Gate 2 here; a task executor's apply in the task engine."""
         code = order.anti_repeat_code
         conn.execute(schema.INSERT_ANTI_REPEAT, {"code": code})
         if fence:  # after the first write: on SQLite that write took the one writer's lock
@@ -373,26 +338,78 @@ class TwoGateCommands(TwoGate):
     name = "two_gate"
     summary = "the article: SET NX EX + HINCRBY in Redis, then the DB transaction (2 round trips)"
 
+    def gate_one(self, order: Order) -> Admitted | Result:
+        """SET NX, then HINCRBY, each its own round trip: a refusal is given back."""
+        code_key, stock_key = self.keys_for(order)
+        r = self.lab.redis
+        if self.fenced:  # SET NX and the epoch read in one round trip, before the decrement
+            pipe = r.pipeline(transaction=False)
+            pipe.set(code_key, "1", nx=True, px=self.ttl_ms)
+            pipe.hget(stock_key, keys.EPOCH_FIELD)
+            fresh, epoch = pipe.execute()
+        else:
+            fresh, epoch = r.set(code_key, "1", nx=True, px=self.ttl_ms), None
+        if not fresh:
+            return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
+        if self.fenced and epoch is None:
+            r.delete(code_key)
+            return NOT_WARM
+        left = r.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
+        return self._settle(order, fresh=True, left=int(left), epoch=epoch)
+
 
 @register
 class TwoGatePipeline(TwoGate):
     name = "two_gate_pipeline"
     summary = "gate 1 as one pipeline: 1 round trip, not atomic, a duplicate still decrements"
-    gate1 = "pipeline"
     round_trips = 1
+
+    def gate_one(self, order: Order) -> Admitted | Result:
+        return self._gate_one_in_one_request(order, transaction=False)
 
 
 @register
 class TwoGateMulti(TwoGate):
     name = "two_gate_multi"
     summary = "gate 1 in MULTI/EXEC: atomic, but cannot branch on SET NX's answer"
-    gate1 = "multi"
     round_trips = 1
+
+    def gate_one(self, order: Order) -> Admitted | Result:
+        return self._gate_one_in_one_request(order, transaction=True)
 
 
 @register
 class TwoGateWatch(TwoGate):
     name = "two_gate_watch"
     summary = "gate 1 as WATCH + check + MULTI/EXEC: no negative stock, retries under contention"
-    gate1 = "watch"
     round_trips = 4  # WATCH, EXISTS, HGET, then MULTI..EXEC sent together
+
+    def gate_one(self, order: Order) -> Admitted | Result:
+        """Check before decrementing: nothing to give back; re-run when another client changed
+        the code or the stock between the reads and EXEC."""
+        code_key, stock_key = self.keys_for(order)
+        with self.lab.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(code_key, stock_key)
+                    if pipe.exists(code_key):
+                        pipe.unwatch()
+                        return Result(Outcome.DUPLICATE, "gate 1: anti-repeat code exists")
+                    left, epoch = pipe.hmget(stock_key, [keys.STOCK_FIELD, keys.EPOCH_FIELD])
+                    if self.fenced and epoch is None:
+                        pipe.unwatch()
+                        return NOT_WARM
+                    left = int(left or 0)
+                    if left < order.qty:
+                        pipe.unwatch()
+                        return Result(Outcome.SOLD_OUT, f"gate 1: {left} left")
+                    if self.gap_s:
+                        time.sleep(self.gap_s)  # widen the read-to-EXEC window: more retries
+                    pipe.multi()
+                    pipe.set(code_key, "1", px=self.ttl_ms)
+                    pipe.hincrby(stock_key, keys.STOCK_FIELD, -order.qty)
+                    pipe.execute()
+                    return Admitted(epoch if self.fenced else None)
+                except redis.WatchError:
+                    with self._counter_lock:
+                        self.watch_retries += 1

@@ -27,7 +27,6 @@ DUPLICATE, SOLD_OUT, NOT_WARMED = -1, -2, -3
 class TwoGateLua(TwoGate):
     name = "two_gate_lua"
     summary = "gate 1 as one Lua script (check, decrement, record atomically), then the DB"
-    gate1 = "lua"
     round_trips: ClassVar[int] = 1
 
     def __init__(
