@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.patches import Patch
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from inventory_lab.orders import Outcome
@@ -113,12 +113,14 @@ def task_timeline(
     title: str | None = "Every task from accepted to persisted",
     source: str | None = None,
 ) -> Axes:
-    """One thin horizontal bar per task, from its created_time to its done_time, grouped by shard.
+    """One horizontal line per task, from its created_time to its done_time, grouped by shard.
 
     `tasks` is `TaskStore.frame()` (also `FailureRun.tasks`): shard, created_time, done_time (epoch
     seconds), status. Times are shown in ms since the first task was created. Colour tells the
-    shard; tasks flagged True in `marked` (a boolean Series on the same index) are drawn in red
-    and named `marked_label` in the legend. A task not yet done runs to its modify_time, hatched.
+    shard; tasks flagged True in `marked` (a boolean Series on the same index) are drawn over in
+    red, thicker, with a marker where they end, and named `marked_label` in the legend. A task
+    not yet done runs to its modify_time, dashed. Each line is thinner than its row, so that a
+    task reads as an interval of its own and neighbours never merge into one block.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
@@ -126,7 +128,9 @@ def task_timeline(
     t0 = float(order["created_time"].min())
     done = order["done_time"].notna()
     end = order["done_time"].where(done, order["modify_time"])
-    rows = range(len(order))
+    rows = list(range(len(order)))
+    starts_ms = ((order["created_time"] - t0) * 1000.0).to_numpy()
+    ends_ms = ((end - t0) * 1000.0).to_numpy()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     shard_colour = order["shard"].map(lambda s: colours[int(s) % len(colours)])
     flagged = (
@@ -134,25 +138,30 @@ def task_timeline(
         if marked is None
         else marked.reindex(order.index, fill_value=False).astype(bool)
     )
-    bars = ax.barh(
-        y=list(rows),
-        width=(end - order["created_time"]) * 1000.0,
-        left=(order["created_time"] - t0) * 1000.0,
-        height=1.0,
-        color=shard_colour.where(~flagged, OUTCOME_COLOURS[Outcome.ERROR.value]),
-        linewidth=0,
+    # A row's height in points, as the Axes stands now: the line takes about half of it.
+    row_pt = ax.get_position().height * ax.figure.get_figheight() * 72.0 / max(len(order), 1)
+    width = min(max(0.5 * row_pt, 0.3), 3.0)
+    ax.hlines(
+        rows,
+        starts_ms,
+        ends_ms,
+        colors=shard_colour.tolist(),
+        linewidths=width,
+        linestyles=["solid" if finished else (0, (2, 1)) for finished in done],
     )
-    for bar, finished in zip(bars, done, strict=True):
-        if not finished:
-            bar.set_hatch("xx")
-    if flagged.any():  # one-row bars are thin: mark where the flagged ones end
-        ax.plot(
-            ((end - t0) * 1000.0)[flagged],
-            [row for row, flag in zip(rows, flagged, strict=True) if flag],
-            "<",
-            color=OUTCOME_COLOURS[Outcome.ERROR.value],
-            markersize=6,
+    red = OUTCOME_COLOURS[Outcome.ERROR.value]
+    if flagged.any():  # over the shard's line, thicker, and marked where it ends
+        picked = flagged.to_numpy()
+        picked_rows = [row for row, flag in zip(rows, picked, strict=True) if flag]
+        ax.hlines(
+            picked_rows,
+            starts_ms[picked],
+            ends_ms[picked],
+            colors=red,
+            linewidths=max(2.0 * width, 1.5),
+            zorder=3,
         )
+        ax.plot(ends_ms[picked], picked_rows, "<", color=red)
     shards = list(dict.fromkeys(order["shard"]))
     positions = order["shard"].reset_index(drop=True)
     centres = [float(positions[positions == s].index.to_series().mean()) for s in shards]
@@ -163,11 +172,14 @@ def task_timeline(
     ax.set_xlabel("time since the first task was created (ms)")
     ax.set_xlim(left=0)
     ax.grid(axis="x", alpha=0.3)
-    handles = [Patch(facecolor=colours[int(s) % len(colours)], label=f"shard {s}") for s in shards]
+    handles = [
+        Line2D([], [], color=colours[int(s) % len(colours)], lw=2, label=f"shard {s}")
+        for s in shards
+    ]
     if flagged.any():
-        handles.append(Patch(facecolor=OUTCOME_COLOURS[Outcome.ERROR.value], label=marked_label))
+        handles.append(Line2D([], [], color=red, lw=2.5, marker="<", label=marked_label))
     if not done.all():
-        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="xx", label="not done"))
+        handles.append(Line2D([], [], color="0.3", lw=2, ls=(0, (2, 1)), label="not done"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _label(ax, title, source)
     return ax
