@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from inventory_lab import keys
 from inventory_lab.backends import redis_client
 from inventory_lab.checker import check_lab
 from inventory_lab.designs import design_class
@@ -116,7 +117,10 @@ def measure_admission(
     if spec.kind == "cluster":
         # a fresh key for this measurement, so an earlier one's admissions do not count
         spec = LimiterSpec(
-            **{**spec.__dict__, "namespace": f"{spec.namespace}-{uuid.uuid4().hex[:6]}"}
+            **{
+                **spec.__dict__,
+                "namespace": keys.namespace_beside(spec.namespace, uuid.uuid4().hex[:6]),
+            }
         )
     if processes:
         ctx = multiprocessing.get_context("spawn")
@@ -226,7 +230,10 @@ def flash_sale(
             shared = None
             if spec.kind == "cluster":  # the limit lives in the lab's own Redis
                 shared = RedisSlidingWindow(
-                    lab.redis, f"{lab.namespace}-throttle", spec.window_ms, spec.limit
+                    lab.redis,
+                    keys.namespace_beside(lab.namespace, "throttle"),
+                    spec.window_ms,
+                    spec.limit,
                 )
             limiters = [shared or spec.build() for _ in range(instances)]
             front = Fleet(target, limiters, {hot})

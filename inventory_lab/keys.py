@@ -1,7 +1,8 @@
 """Every Redis key the lab uses, built here and nowhere else.
 
 Keys carry a namespace (so tests and experiments never touch each other's data) and put the SKU
-in a hash tag, `{sku}`, so that all keys one script touches for a SKU live in one cluster slot.
+in a hash tag, `{sku}`, so that all keys one script touches for a SKU live in one cluster slot;
+a throttle key's tag is `{throttle:<limited key>}`, its own slot.
 The stock hash has the field `inStock`, as in the article's `hset iphone inStock 1`, and the lab's
 `epoch`: the generation of the copy (see redis_stock.warm_up). A stock hash without an epoch was
 not written by a warm-up: Redis lost its data (a restart without persistence) or was never warmed.
@@ -24,3 +25,14 @@ def anti_repeat_key(namespace: str, order_id: str, sku: str) -> str:
 def namespace_pattern(namespace: str) -> str:
     """A SCAN pattern matching every key of the namespace (namespaces hold no glob characters)."""
     return f"{namespace}:*"
+
+
+def throttle_key(namespace: str, limited: str) -> str:
+    """The sorted set of admissions of one limited key (`throttle.RedisSlidingWindow`)."""
+    return f"{namespace}:{{throttle:{limited}}}"
+
+
+def namespace_beside(namespace: str, part: str) -> str:
+    """A namespace of its own next to `namespace`: `<namespace>-<part>`. Its keys do not match
+    `namespace_pattern(namespace)`, so clearing the lab's keys leaves them alone."""
+    return f"{namespace}-{part}"

@@ -139,7 +139,7 @@ class RawEvalsha:
         self.client = redis_client(redis_url)
         self.namespace = namespace
         self.script = self.client.register_script(lua_source("gate1"))
-        self.script(keys=["warm", "warm"], args=[1, 1])  # loads it: NOSCRIPT never in the window
+        self.client.script_load(self.script.script)  # loaded now: NOSCRIPT never in the window
         _warm_redis_pool(self.client, clients)
 
     def send(self, order: Order) -> Outcome:

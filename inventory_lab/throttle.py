@@ -28,6 +28,7 @@ from typing import Protocol
 
 import redis
 
+from inventory_lab import keys
 from inventory_lab.designs.base import Design
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.scripts import lua_source
@@ -117,7 +118,7 @@ class RedisSlidingWindow:
         self._me = uuid.uuid4().hex[:8]
 
     def key_for(self, key: str) -> str:
-        return f"{self.namespace}:{{throttle:{key}}}"
+        return keys.throttle_key(self.namespace, key)
 
     def try_acquire(self, key: str = "") -> bool:
         member = f"{self._me}-{next(self._ids)}"

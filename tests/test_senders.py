@@ -41,6 +41,8 @@ def test_raw_evalsha_makes_gate_one_s_decisions(paired_urls, bench_namespace):
         prepare(Target("raw_evalsha"), session.lab, {"sku-0001": 1})
         sender = RawEvalsha(session.redis_url, bench_namespace, clients=1)
         try:
+            # loaded when the sender opens, with no key touched: the first send is a hit
+            assert sender.client.script_exists(sender.script.sha) == [True]
             answers = [sender.send(Order(o, "sku-0001", 1)) for o in ("a", "a", "b")]
         finally:
             sender.close()
