@@ -53,6 +53,8 @@ from inventory_lab.faults import (
 from inventory_lab.lab import Lab
 from inventory_lab.redis_server import RedisServer
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -249,6 +251,7 @@ class Nemesis:
                 self._close()
                 self._record("end")
             except Exception as exc:  # a fault that could not strike is an event, not a crash
+                log.warning("nemesis: %s could not strike", self.fault, exc_info=True)
                 self._record("failed", f"{type(exc).__name__}: {exc}"[:200])
             finally:  # never leave a client waiting at a strike that failed
                 self._acted(start)

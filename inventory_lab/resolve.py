@@ -18,12 +18,16 @@ sent it is gone — and the rollback leaves no trace, so a resend can still go t
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from inventory_lab.backends import first_line, in_transaction
 from inventory_lab.errors import LabError
+
+log = logging.getLogger(__name__)
 
 
 def describe(exc: BaseException) -> str:
@@ -54,6 +58,7 @@ def persisted(engine: Engine, probe: Insert) -> bool:
         return True
     except _ProbeDone:
         return False
-    except Exception as exc:
+    except Exception as exc:  # the database is away: the outcome stays unknown for now
+        log.debug("the probe could not reach the database", exc_info=True)
         raise OutcomeUnknown(f"{describe(exc)}; could not resolve the outcome either") from exc
     raise AssertionError("unreachable")

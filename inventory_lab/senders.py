@@ -17,10 +17,10 @@ client threads and warmed before the start, so that no connection is made in the
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,8 @@ from inventory_lab.lab import Lab, open_lab
 from inventory_lab.orders import Order, Outcome
 from inventory_lab.scripts import lua_source
 from inventory_lab.workload import deduct_as_client
+
+log = logging.getLogger(__name__)
 
 RAW_KINDS = ("raw_evalsha", "raw_sql")
 # Database connections the load may hold, all processes together: PostgreSQL allows 100 by
@@ -220,8 +222,10 @@ class RawSql:
                     return Outcome.DUPLICATE
                 except Exception as exc:
                     conn.rollback()
-                    if not _retryable(exc):
+                    if not _retryable(exc):  # counted as unknown in the load's outcomes
+                        log.debug("raw_sql: %s unknown", order.anti_repeat_code, exc_info=True)
                         return Outcome.UNKNOWN
+                    log.debug("raw_sql: %s re-run", order.anti_repeat_code, exc_info=True)
             return Outcome.ERROR
         finally:
             self._idle.put(conn)
@@ -242,8 +246,10 @@ class RawSql:
 
     def close(self) -> None:
         for conn in self._all:
-            with suppress(Exception):  # closing a broken connection: nothing left to do
+            try:
                 conn.close()
+            except Exception:  # closing a broken connection: nothing left to do
+                log.debug("raw_sql: closing a connection failed", exc_info=True)
         self._all.clear()
 
 

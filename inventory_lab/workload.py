@@ -20,6 +20,7 @@ themselves answer `accepted` or `error` instead.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import time
@@ -33,6 +34,8 @@ from inventory_lab.designs.base import Design
 from inventory_lab.errors import InvalidOrder
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.resolve import describe
+
+log = logging.getLogger(__name__)
 
 RECORD_COLUMNS = [
     "order_id",
@@ -180,5 +183,6 @@ def deduct_as_client(design: Design, order: Order) -> Result:
         return design.deduct(order)
     except InvalidOrder as exc:
         return Result(Outcome.REJECTED, str(exc))
-    except Exception as exc:
+    except Exception as exc:  # recorded as unknown; the checker resolves it from the final state
+        log.debug("%s: the client hears unknown", order.anti_repeat_code, exc_info=True)
         return Result(Outcome.UNKNOWN, describe(exc))

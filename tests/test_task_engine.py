@@ -1,5 +1,6 @@
 """The task engine on every database backend (and Redis backend for the design)."""
 
+import logging
 import threading
 import time
 
@@ -127,18 +128,21 @@ def test_a_stalled_worker_cannot_complete_a_task_it_lost(lab):
     assert store.complete(other, "n:other:w0") is True
 
 
-def test_failures_are_retried_with_backoff_then_buried(lab):
+def test_failures_are_retried_with_backoff_then_buried(lab, caplog):
     store = _store(lab, shards=1, n=2)
     ledger = _Ledger(fail_times=2)
     engine = TaskEngine(store, ledger, max_attempts=3, backoff_s=0.01)
-    for _ in range(50):
-        engine.work_once()
-        engine.maintain_once()
-        if store.counts()[Status.DONE] == 2:
-            break
-        time.sleep(0.01)
+    with caplog.at_level(logging.DEBUG, logger="inventory_lab.tasks.workers"):
+        for _ in range(50):
+            engine.work_once()
+            engine.maintain_once()
+            if store.counts()[Status.DONE] == 2:
+                break
+            time.sleep(0.01)
     assert store.counts()[Status.DONE] == 2
     assert engine.counters.failed == 2 and engine.counters.retried >= 2
+    logged = [r for r in caplog.records if r.name == "inventory_lab.tasks.workers"]
+    assert len(logged) == 2 and all(str(r.exc_info[1]) == "database refused" for r in logged)
 
     doomed = _store(lab, shards=1, n=1)
     engine = TaskEngine(doomed, _Ledger(fail_times=100), max_attempts=2, backoff_s=0.0)

@@ -1,3 +1,4 @@
+import logging
 import time
 
 import pytest
@@ -72,10 +73,13 @@ def test_run_records_every_attempt_once_across_clients():
     assert (records["end_s"] >= records["start_s"]).all()
 
 
-def test_run_turns_bad_input_into_rejected_and_failures_into_unknown():
+def test_run_turns_bad_input_into_rejected_and_failures_into_unknown(caplog):
     attempts = Workload(orders=50, max_qty=2, seed=1).attempts()
     victim = attempts[0].order.order_id
-    records = run_workload(_Recorder(fail_on=victim), attempts, concurrency=3)
+    with caplog.at_level(logging.DEBUG, logger="inventory_lab.workload"):
+        records = run_workload(_Recorder(fail_on=victim), attempts, concurrency=3)
+    swallowed = [r for r in caplog.records if r.name == "inventory_lab.workload"]
+    assert len(swallowed) == 1 and swallowed[0].exc_info is not None  # logged, with its error
     outcomes = records.set_index("order_id")["outcome"]
     assert outcomes[victim] == "unknown"  # an error that escapes: the client cannot know
     wanted = {a.order.order_id for a in attempts if a.order.qty > 1 and a.order.order_id != victim}

@@ -18,6 +18,7 @@ enough for the lease to run out: the task is then applied twice, and only idempo
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field, fields
 
 from inventory_lab.orders import Order
 from inventory_lab.tasks.store import PENDING, Task, TaskStore
+
+log = logging.getLogger(__name__)
 
 ApplyFn = Callable[[Order], bool]  # True: applied now; False: it had been applied before
 _NODE = re.compile(r"[A-Za-z0-9_\-]{1,32}")
@@ -157,6 +160,7 @@ class TaskEngine:
             try:
                 counts = self.store.counts()
             except Exception:  # the database is away for now: keep waiting
+                log.debug("wait_drained: cannot count the tasks yet", exc_info=True)
                 time.sleep(0.05)
                 continue
             if not any(counts[s] for s in PENDING):
@@ -231,9 +235,11 @@ class TaskEngine:
             self.counters.add("dead" if recorded else "lease_lost")
             return
         except Exception as exc:  # any other failure is a retryable task failure
+            log.debug("task %s failed to apply", task.id, exc_info=True)
             try:
                 recorded = self.store.fail(task, owner, f"{type(exc).__name__}: {exc}")
             except Exception:  # the DB cannot even record it: the lease will bring it back
+                log.debug("task %s: its failure not recorded", task.id, exc_info=True)
                 self.counters.add("fail_unrecorded")
                 return
             self.counters.add("failed" if recorded else "lease_lost")
@@ -242,6 +248,7 @@ class TaskEngine:
         try:
             completed = self.store.complete(task, owner)
         except Exception:  # the DB went away after applying: the lease will bring it back
+            log.debug("task %s applied, not completed", task.id, exc_info=True)
             self.counters.add("complete_failed")
             return
         self.counters.add("completed" if completed else "lease_lost")
@@ -294,6 +301,7 @@ class TaskEngine:
             except _Killed:
                 return  # the worker died holding its task; the unlock worker will free it
             except Exception:  # the DB is away: wait, then claim again
+                log.debug("executor %s: claiming failed, waiting", index, exc_info=True)
                 self._stop.wait(self.poll_s * 20)
                 continue
             if claimed == 0:
@@ -305,5 +313,5 @@ class TaskEngine:
             self._respawn_dead_executors()
             try:
                 self.maintain_once()
-            except Exception:
-                continue
+            except Exception:  # the DB is away: the next period tries again
+                log.debug("maintenance pass failed", exc_info=True)
