@@ -1,4 +1,5 @@
-"""The measuring charts draw what they are given: one line or bar per target, shaded stalls."""
+"""The charts draw what they are given: one line or bar per target, shaded stalls, a colour per
+review finding (drift is not "nothing broke"), one line per task (not one block per shard)."""
 
 import matplotlib.pyplot as plt
 import pandas as pd
