@@ -33,7 +33,8 @@ saw, and compares them with the initial stock:
   3 and 3 with 4 left are 3. Never more than what is left, nor than the refusals asked for;
 - false_sold_out_orders: the refused order lines behind those units, each of which alone would
   have fit in what was left (187 in the first example above, 2 in the last): reports read
-  "4 units left unsold, 187 refusals behind them". Zero exactly when false_sold_out is.
+  "4 units left unsold, 187 refusals behind them". Zero exactly when false_sold_out is. Both
+  are also in `per_sku`, one row per SKU, whose columns sum to the totals.
 
 `check` is a pure function of those inputs, so tests can feed it a state with a known oversell;
 `check_lab` reads the inputs from a lab.
