@@ -216,7 +216,9 @@ def _review_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--seeds", type=_int_in(1, 100), default=1, help="runs per cell; the worst counts"
     )
-    command.add_argument("--redis", default=FAKE_REDIS)
+    command.add_argument(
+        "--redis", default=FAKE_REDIS, help="'fake' (default) or redis://host:port/db"
+    )
     command.add_argument("--db", default=None, help="a database of the review's own")
 
 
