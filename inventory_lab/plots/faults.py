@@ -63,7 +63,7 @@ _FINDINGS: dict[str, _Finding] = {
         "#6fa8d6", "false dup.", 'false dup. N: told "duplicate",\nnothing persisted'
     ),
     "false_sold_out": _Finding(
-        "#b4d4ec", "undersold", "undersold N: refused as sold\nout with stock left"
+        "#b4d4ec", "undersold", "undersold N: N units left unsold\nthat refused orders could take"
     ),
 }
 _SAFE_COLOUR = "#d9efe3"
