@@ -184,3 +184,8 @@ def test_the_reader_resolves_relative_imports_and_the_package_face():
         "checker",
         "workload",
     }
+
+
+def test_the_faults_depend_on_no_design():
+    """They hook what a design with two gates has (faults.Gated), whichever design it is."""
+    assert not {m for m in imported_modules("faults") if m.partition(".")[0] == "designs"}
