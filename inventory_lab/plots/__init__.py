@@ -3,9 +3,12 @@ finds its charts next to it:
 
 - `common`: what every chart shares: `OUTCOME_COLOURS` (an outcome looks the same everywhere),
   `backend_label`, and the title and source line every chart carries;
+- `architecture` (00): `lab_architecture`, the lab drawn from its registry, backends, checker
+  and faults;
 - `races` (01, 03, 04, 08): `race_timeline`, `outcome_counts`;
 - `sequence` (03): `sequence_diagram`;
 - `throughput` (02, 06, 07): `throughput_vs_concurrency`, `throughput_by_design`;
+- `hot_row` (02): `hot_row_queue`, the hot row's lock queue against the clients;
 - `task_engine` (06): `task_state_diagram`, `task_timeline`, `drain_rate_chart`, `lag_histogram`;
 - `admission` (07): `admitted_rate`;
 - `faults` (08, 09): `fault_windows`, `review_heatmap`;
@@ -23,8 +26,10 @@ charts only show them.
 """
 
 from inventory_lab.plots.admission import admitted_rate
+from inventory_lab.plots.architecture import lab_architecture
 from inventory_lab.plots.common import OUTCOME_COLOURS, OUTCOME_COLUMNS, backend_label
 from inventory_lab.plots.faults import fault_windows, review_heatmap
+from inventory_lab.plots.hot_row import hot_row_queue
 from inventory_lab.plots.measuring import (
     bench_by_clients,
     latency_timeline,
@@ -49,6 +54,8 @@ __all__ = [
     "bench_by_clients",
     "drain_rate_chart",
     "fault_windows",
+    "hot_row_queue",
+    "lab_architecture",
     "lag_histogram",
     "latency_timeline",
     "order_layers",
