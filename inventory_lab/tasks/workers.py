@@ -117,6 +117,8 @@ class TaskEngine:
         self._generation: dict[int, int] = {}  # how often each executor was respawned
         self._kills = 0
         self._kill_lock = threading.Lock()
+        # (shard, id) of each task an executor died holding, so that a report can follow them
+        self.killed_holding: list[tuple[int, int]] = []
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -170,7 +172,7 @@ class TaskEngine:
 
     def kill_after_claim(self, n: int = 1) -> None:
         """The next `n` executors that claim a task die holding it (fault injection); 0 calls
-        off the kills still pending."""
+        off the kills still pending. `killed_holding` names the tasks they died holding."""
         with self._kill_lock:
             self._kills = self._kills + n if n else 0
 
@@ -198,7 +200,7 @@ class TaskEngine:
         for shard in range(self.store.shards) if shards is None else shards:
             for task in self._claimed(shard, owner):
                 self.counters.add("claimed")
-                self._maybe_die()
+                self._maybe_die(task)
                 if self._stop.is_set():  # stopping: hand the rest back unapplied
                     self.store.release(task, owner)
                     continue
@@ -253,11 +255,12 @@ class TaskEngine:
             return
         self.counters.add("completed" if completed else "lease_lost")
 
-    def _maybe_die(self) -> None:
+    def _maybe_die(self, task: Task) -> None:
         with self._kill_lock:
             if self._kills <= 0:
                 return
             self._kills -= 1
+            self.killed_holding.append((task.shard, task.id))
         self.counters.add("killed")
         raise _Killed
 
