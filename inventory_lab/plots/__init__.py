@@ -7,6 +7,8 @@ finds its charts next to it:
   and faults;
 - `races` (01, 03, 04, 08): `race_timeline`, `outcome_counts`;
 - `sequence` (03): `sequence_diagram`;
+- `gate_one` (03, 05): `in_process_comparison`, the designs side by side in one process;
+  `findings_by_variant`, a finding that should be zero, one bar per gate-1 variant;
 - `throughput` (02, 06, 07): `throughput_vs_concurrency`, `throughput_by_design`;
 - `hot_row` (02): `hot_row_queue`, the hot row's lock queue against the clients;
 - `task_engine` (06): `task_state_diagram`, `task_timeline`, `drain_rate_chart`, `lag_histogram`;
@@ -29,6 +31,7 @@ from inventory_lab.plots.admission import admitted_rate
 from inventory_lab.plots.architecture import lab_architecture
 from inventory_lab.plots.common import OUTCOME_COLOURS, OUTCOME_COLUMNS, backend_label
 from inventory_lab.plots.faults import fault_windows, review_heatmap
+from inventory_lab.plots.gate_one import findings_by_variant, in_process_comparison
 from inventory_lab.plots.hot_row import hot_row_queue
 from inventory_lab.plots.measuring import (
     bench_by_clients,
@@ -54,7 +57,9 @@ __all__ = [
     "bench_by_clients",
     "drain_rate_chart",
     "fault_windows",
+    "findings_by_variant",
     "hot_row_queue",
+    "in_process_comparison",
     "lab_architecture",
     "lag_histogram",
     "latency_timeline",
