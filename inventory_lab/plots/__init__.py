@@ -11,7 +11,8 @@ finds its charts next to it:
   `findings_by_variant`, a finding that should be zero, one bar per gate-1 variant;
 - `throughput` (02, 06, 07): `throughput_vs_concurrency`, `throughput_by_design`;
 - `hot_row` (02): `hot_row_queue`, the hot row's lock queue against the clients;
-- `task_engine` (06): `task_state_diagram`, `task_timeline`, `drain_rate_chart`, `lag_histogram`;
+- `task_engine` (06): `task_state_diagram`, `backlog_chart`, `task_timeline`, `drain_rate_chart`,
+  `lag_histogram`;
 - `admission` (07): `admitted_rate`;
 - `faults` (08, 09): `fault_windows`, `review_heatmap`;
 - `measuring` (02, 03, 09, 10): `bench_by_clients`, `latency_timeline`, `throughput_latency`,
@@ -42,6 +43,7 @@ from inventory_lab.plots.measuring import (
 from inventory_lab.plots.races import outcome_counts, race_timeline
 from inventory_lab.plots.sequence import sequence_diagram
 from inventory_lab.plots.task_engine import (
+    backlog_chart,
     drain_rate_chart,
     lag_histogram,
     task_state_diagram,
@@ -54,6 +56,7 @@ __all__ = [
     "OUTCOME_COLUMNS",
     "admitted_rate",
     "backend_label",
+    "backlog_chart",
     "bench_by_clients",
     "drain_rate_chart",
     "fault_windows",
