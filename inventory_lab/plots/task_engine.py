@@ -1,5 +1,6 @@
-"""The task engine's charts (notebook 06): a task's life as a state diagram, every task of a run
-from accepted to persisted, the drain rate against executors, and the accept-to-persisted lag.
+"""The task engine's charts (notebook 06): a task's life as a state diagram, orders accepted
+against tasks persisted over one run (the backlog between them), every task of a run from
+accepted to persisted, the drain rate against executors, and the accept-to-persisted lag.
 """
 
 from __future__ import annotations
@@ -101,6 +102,44 @@ def task_state_diagram(ax: Axes | None = None, *, title: str | None = "A task's 
     ax.set_ylim(-0.1, 5.2)
     ax.set_axis_off()
     _label(ax, title, None)
+    return ax
+
+
+def backlog_chart(
+    backlog: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    title: str | None = "Accepted now, persisted behind",
+    source: str | None = None,
+) -> Axes:
+    """Orders accepted and tasks persisted over one run, cumulative, with the backlog between
+    them shaded, and a dotted line where the last order was accepted.
+
+    `backlog` is `task_runs.backlog_over_time(tasks)`: t_ms, accepted, persisted, backlog. The
+    gap between the two steps at any moment is the number of tasks accepted and not yet in the
+    database; right of the dotted line the clients are done and only the database is working.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.2), layout="constrained")
+    t = backlog["t_ms"].to_numpy()
+    accepted = backlog["accepted"].to_numpy()
+    persisted = backlog["persisted"].to_numpy()
+    green = OUTCOME_COLOURS[Outcome.ACCEPTED.value]
+    ax.step(t, accepted, where="post", color=green, lw=2, label="accepted (task row recorded)")
+    ax.step(t, persisted, where="post", color="0.2", lw=2, label="persisted (task applied)")
+    ax.fill_between(
+        t, persisted, accepted, step="post", color=green, alpha=0.18, label="backlog", lw=0
+    )
+    if len(backlog):
+        last = backlog.loc[backlog["accepted"].idxmax(), "t_ms"]  # first row at the final count
+        ax.axvline(last, color="0.35", ls=":", lw=1.3, label="last order accepted")
+    ax.set_xlabel("time since the first task was recorded (ms, database clock)")
+    ax.set_ylabel("orders")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _label(ax, title, source)
     return ax
 
 
