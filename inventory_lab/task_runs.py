@@ -1,18 +1,24 @@
-"""Task-engine experiments: drain rate, accept-to-persist lag, and the failure runs.
+"""Task-engine experiments: accepted now and persisted behind, drain rate, accept-to-persist lag,
+and the failure runs.
 
+`backlog_over_time` and `acceptance_vs_persistence` read one run's task table: when each task was
+recorded (the order accepted) and when it was applied (persisted), both on the database's clock.
 `drain_rate` records N tasks with the workers stopped, then starts W workers on S shards and
 times the drain. `failure_run` runs a workload against `task_engine` with one fault switched on,
 drains, checks, reconciles (repairs) and checks again, keeping everything a notebook needs to
 tell the story: the records, the tasks with their timestamps, both checks and both
-reconciliation reports.
+reconciliation reports. `retry_run` does the same with an apply that fails (`FailingApply`), so
+that the exception worker's path FAILED -> retry -> DONE or DEAD fires.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -22,8 +28,8 @@ from inventory_lab.faults import DbOutage, crash_between_gates
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order
 from inventory_lab.reconcile import reconcile
-from inventory_lab.tasks.workers import TaskEngine
-from inventory_lab.workload import Workload, run_workload
+from inventory_lab.tasks.workers import ApplyFn, TaskEngine
+from inventory_lab.workload import Attempt, Workload, run_workload
 
 FAULTS = ("none", "worker_crash", "crash_between_gates", "db_outage", "restart")
 
@@ -59,6 +65,59 @@ def lag_ms(tasks: pd.DataFrame) -> pd.Series:
     return (done["done_time"] - done["created_time"]) * 1000.0
 
 
+def backlog_over_time(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Tasks accepted and persisted over time, and the backlog between them.
+
+    `tasks` is `TaskStore.frame()`. One row per moment a task was recorded (its order accepted)
+    or applied (persisted: `done_time`), in time order, both on the database's clock: t_ms since
+    the first task was recorded, `accepted` and `persisted` (cumulative counts) and `backlog`
+    (accepted, not yet persisted). A task recorded and done at the same instant counts as
+    accepted first.
+    """
+    t0 = float(tasks["created_time"].min())
+    done = tasks["done_time"].dropna()
+    events = pd.DataFrame(
+        {
+            "t_ms": pd.concat([tasks["created_time"], done], ignore_index=True).sub(t0) * 1000.0,
+            "accepted": [1] * len(tasks) + [0] * len(done),
+            "persisted": [0] * len(tasks) + [1] * len(done),
+        }
+    )
+    events = events.sort_values(["t_ms", "persisted"], kind="stable", ignore_index=True)
+    events[["accepted", "persisted"]] = events[["accepted", "persisted"]].cumsum()
+    events["backlog"] = events["accepted"] - events["persisted"]
+    return events
+
+
+def acceptance_vs_persistence(tasks: pd.DataFrame) -> dict[str, float | int]:
+    """One run's acceptance against its persistence, from its task table (database clock).
+
+    `accept_ms`: from the first task recorded to the last (the order path's work);
+    `persist_ms`: from the first task applied to the last (the executors'); each with its rate.
+    `waiting_at_last_acceptance`: tasks not applied before the last order was accepted (at least
+    the last order's own); `drained_ms_after`: how long after the last acceptance the last task
+    was applied (never negative: every task is applied after it was recorded).
+    """
+    created, done = tasks["created_time"], tasks["done_time"].dropna()
+    if not len(done):
+        raise ValueError("no task was applied: drain the engine before reading its lag")
+    accept_s = float(created.max() - created.min())
+    persist_s = float(done.max() - done.min())
+    last_accepted = float(created.max())
+    return {
+        "tasks": len(tasks),
+        "persisted": len(done),
+        "accept_ms": round(accept_s * 1000.0, 1),
+        "accepted_per_s": round(len(tasks) / accept_s, 1) if accept_s else float("inf"),
+        "persist_ms": round(persist_s * 1000.0, 1),
+        "persisted_per_s": round(len(done) / persist_s, 1) if persist_s else float("inf"),
+        "waiting_at_last_acceptance": int(
+            (tasks["done_time"].isna() | (tasks["done_time"] >= last_accepted)).sum()
+        ),
+        "drained_ms_after": round((float(done.max()) - last_accepted) * 1000.0, 1),
+    }
+
+
 @dataclass(frozen=True)
 class FailureRun:
     fault: str
@@ -70,6 +129,8 @@ class FailureRun:
     drift_after: pd.DataFrame
     after: CheckReport  # after reconciliation (repair)
     crashed_orders: int
+    killed_holding: tuple[tuple[int, int], ...] = ()  # (shard, id) a dead executor held
+    applies: pd.DataFrame = field(default_factory=pd.DataFrame)  # retry_run: every apply call
 
 
 def failure_run(
@@ -134,10 +195,126 @@ def failure_run(
         after = check_lab(lab, initial, records, redis_view=True)
         counters = design.task_engine.counters.as_dict()
         tasks = design.store.frame()
+        killed_holding = tuple(design.task_engine.killed_holding)
     finally:
         design.close()
     return FailureRun(
-        fault, records, tasks, counters, before, drift_before, drift_after, after, len(crashed)
+        fault,
+        records,
+        tasks,
+        counters,
+        before,
+        drift_before,
+        drift_after,
+        after,
+        len(crashed),
+        killed_holding,
+    )
+
+
+class ApplyFailed(Exception):
+    """A simulated failure of a task's apply: what a deadlock or a timeout is to the engine."""
+
+
+class FailingApply:
+    """The engine's `apply`, failing on purpose: the order named in `fails` fails that many
+    times before its apply goes through (None: every time). Every call is logged."""
+
+    def __init__(self, apply: ApplyFn, fails: Mapping[str, int | None]) -> None:
+        for order_id, times in fails.items():
+            if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
+                raise ValueError(f"fails[{order_id!r}] must be a count or None, got {times!r}")
+            if times is not None and times < 1:
+                raise ValueError(f"fails[{order_id!r}] must be at least 1, got {times}")
+        self.apply = apply
+        self.fails = dict(fails)
+        self.calls: list[dict[str, object]] = []
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._t0 = time.perf_counter()
+
+    def __call__(self, order: Order) -> bool:
+        with self._lock:
+            self._seen[order.order_id] += 1
+            call = self._seen[order.order_id]
+        times = self.fails.get(order.order_id, 0)
+        failing = times is None or call <= times
+        outcome = "failed"
+        try:
+            if failing:
+                raise ApplyFailed(f"simulated failure {call} of {order.order_id}")
+            fresh = self.apply(order)
+            outcome = "applied" if fresh else "already applied"
+            return fresh
+        finally:
+            with self._lock:
+                self.calls.append(
+                    {
+                        "order_id": order.order_id,
+                        "call": call,
+                        "t_ms": round((time.perf_counter() - self._t0) * 1000.0, 1),
+                        "outcome": outcome,
+                    }
+                )
+
+    def frame(self) -> pd.DataFrame:
+        """Every call in time order: order_id, call (1, 2, ... per order), t_ms, outcome."""
+        with self._lock:
+            calls = list(self.calls)
+        return pd.DataFrame(calls, columns=["order_id", "call", "t_ms", "outcome"])
+
+
+def retry_run(
+    lab: Lab,
+    fails: Mapping[str, int | None] | None = None,
+    *,
+    orders: int = 6,
+    max_attempts: int = 3,
+    backoff_s: float = 0.02,
+) -> FailureRun:
+    """`task_engine` with an apply that fails: the exception worker's path, end to end.
+
+    `orders` orders r-0, r-1, ... of one unit each for `sku-r` (stock enough for all), sent by two
+    clients; `fails` (default: r-0 fails every time, r-1 twice) names how often each order's
+    apply fails. A failed task goes FAILED, back to NEW after its backoff, and DEAD once it has
+    failed `max_attempts` times; then drain, check, reconcile (repair), check again, as
+    `failure_run`. `applies` logs every apply call.
+    """
+    fails = {"r-0": None, "r-1": 2} if fails is None else dict(fails)
+    ids = [f"r-{i}" for i in range(orders)]
+    unknown = sorted(set(fails) - set(ids))
+    if unknown:
+        raise ValueError(f"fails names orders this run does not send: {', '.join(unknown)}")
+    design = TaskEngineDesign(
+        lab, shards=2, workers=2, lease_s=30.0, backoff_s=backoff_s, max_attempts=max_attempts
+    )
+    failing = FailingApply(design.apply, fails)
+    design.task_engine.apply = failing
+    initial = {"sku-r": orders}
+    design.setup(initial)
+    try:
+        attempts = [Attempt(Order(order_id, "sku-r", 1), 0) for order_id in ids]
+        records = run_workload(design, attempts, concurrency=2)
+        design.drain()
+        before = check_lab(lab, initial, records, redis_view=True)
+        drift_before = reconcile(lab, repair=True)
+        drift_after = reconcile(lab)
+        after = check_lab(lab, initial, records, redis_view=True)
+        counters = design.task_engine.counters.as_dict()
+        tasks = design.store.frame()
+    finally:
+        design.close()
+    return FailureRun(
+        "apply_fails",
+        records,
+        tasks,
+        counters,
+        before,
+        drift_before,
+        drift_after,
+        after,
+        0,
+        applies=failing.frame(),
     )
 
 
@@ -159,4 +336,5 @@ def _restart(design: TaskEngineDesign) -> None:
     )
     for name, value in old.counters.as_dict().items():  # one set of counters for the whole run
         design.task_engine.counters.add(name, value)
+    design.task_engine.killed_holding.extend(old.killed_holding)
     design.task_engine.start()  # start() recovers the dead boot's tasks without waiting for a lease
