@@ -13,21 +13,12 @@ from inventory_lab.designs import design_class
 from inventory_lab.flash_sale import LimiterSpec, flash_sale, max_in_any_window, measure_admission
 from inventory_lab.throttle import (
     HotSkuDetector,
+    ManualClock,
     RedisSlidingWindow,
     Throttled,
     TokenBucket,
     WindowLimiter,
 )
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 def _hammer(limiter, threads=16, each=50, key="hot"):
@@ -51,7 +42,7 @@ def _hammer(limiter, threads=16, each=50, key="hot"):
 
 
 def test_window_limiter_admits_k_per_window_under_threads():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     limiter = WindowLimiter(10, 2, clock=clock)
     assert _hammer(limiter) == 2  # 800 requests inside one window
     clock.now += 0.010
@@ -60,16 +51,16 @@ def test_window_limiter_admits_k_per_window_under_threads():
 
 
 def test_a_fixed_window_admits_2k_across_a_boundary():
-    clock = Clock(1000.0095)  # 0.5 ms before a window boundary
+    clock = ManualClock(1000.0095)  # 0.5 ms before a window boundary
     limiter = WindowLimiter(10, 2, clock=clock)
     first = [limiter.try_acquire() for _ in range(2)]
     clock.now += 0.001  # 1 ms later: a new window
     second = [limiter.try_acquire() for _ in range(2)]
-    assert first + second == [True] * 4  # four admissions within 1 ms: the PITFALL
+    assert first + second == [True] * 4  # four admissions within 1 ms: twice the limit
 
 
 def test_token_bucket_allows_a_burst_then_its_rate_under_threads():
-    clock = Clock(0.0)  # exact binary fractions: 0.05 s at 100/s is exactly 5 tokens
+    clock = ManualClock(0.0)  # exact binary fractions: 0.05 s at 100/s is exactly 5 tokens
     bucket = TokenBucket(rate=100, burst=5, clock=clock)
     assert _hammer(bucket) == 5
     clock.now += 0.05  # 5 tokens at 100/s
@@ -82,6 +73,39 @@ def test_redis_sliding_window_holds_under_threads(redis_lab):
     limiter = RedisSlidingWindow(redis_lab.redis, redis_lab.namespace, window_ms=60_000, limit=3)
     assert _hammer(limiter, threads=8, each=10) == 3
     assert limiter.try_acquire("another") is True
+
+
+def test_the_sliding_window_says_when_on_redis_clock_it_admitted(redis_lab):
+    """An admission's time is the script's score, in microseconds on Redis's clock; on that
+    clock no window of W holds more than K admissions, whatever the clients' clocks say."""
+    limiter = RedisSlidingWindow(redis_lab.redis, redis_lab.namespace, window_ms=2, limit=2)
+    times = []
+    lock = threading.Lock()
+
+    def client():
+        for _ in range(200):
+            admitted = limiter.admitted_at_us("hot")
+            if admitted is not None:
+                with lock:
+                    times.append(admitted)
+
+    workers = [threading.Thread(target=client) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    seconds, micros = redis_lab.redis.time()
+    assert times and max(times) <= seconds * 1_000_000 + micros  # Redis's clock, in µs
+    assert max_in_any_window(times, 2_000) <= 2
+    refused = RedisSlidingWindow(redis_lab.redis, redis_lab.namespace, window_ms=60_000, limit=1)
+    assert refused.admitted_at_us("k") is not None and refused.admitted_at_us("k") is None
+
+
+def test_a_manual_clock_reads_what_it_was_set_to():
+    clock = ManualClock()
+    assert clock() == 0.0
+    clock.now = 0.0095
+    assert clock() == 0.0095
 
 
 @pytest.mark.parametrize(
@@ -111,7 +135,7 @@ def test_bad_redis_limiter_configuration_is_a_clear_error(redis_lab):
 
 def test_window_limiter_agrees_with_the_limits_library():
     """A burst inside one second: both admit exactly the limit, and both refuse the rest."""
-    ours = WindowLimiter(1000, 7, clock=Clock(5000.2))
+    ours = WindowLimiter(1000, 7, clock=ManualClock(5000.2))
     theirs = FixedWindowRateLimiter(MemoryStorage())
     item = RateLimitItemPerSecond(7)
     our_answers = [ours.try_acquire("k") for _ in range(20)]
@@ -176,7 +200,7 @@ def test_throttled_rejects_only_hot_skus_with_a_distinct_outcome(redis_lab):
 
 
 def test_a_sku_becomes_hot_when_its_rate_passes_the_threshold():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     detector = HotSkuDetector(threshold=3, window_s=1.0, clock=clock)
     assert [detector.observe("a") for _ in range(5)] == [False, False, False, True, True]
     clock.now += 2.0
