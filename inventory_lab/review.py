@@ -14,13 +14,16 @@ Redis with the database (repairing) and checks again. The cell's verdict is the 
 its seeds. `expectation()` writes down, with the reason, what each cell must show, may show, and
 must never show; `verdict` compares the worst seen with it, and the tests fail when a run
 disagrees. A finding that shows in some seeds and not in others is written as "may", never
-retried away.
+retried away. `run_seeds` keeps the runs themselves (records, the nemesis's history, the
+checker's reports before and after the repair) for a notebook to tell a story with, and
+`judged` turns runs already made into cells, judged the same way, without running them again.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -184,6 +187,7 @@ def expectation(row: Row, fault: str) -> Expectation:
 
 
 CRASH_DETAIL = "SimulatedCrash: app died between the gates"
+GUARD_DETAIL = "DB guard"  # in the detail of an order the guard refused at gate 2
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,11 @@ class SeedRun:
         return names + (("converged",) if self.after.converged is False else ())
 
     def summary(self) -> dict[str, Any]:
-        """One line for a table: what the clients heard and what the checker found."""
+        """One line for a table: what the clients heard and what the checker found.
+
+        `lowest_db_stock` is the lowest final stock row: below zero only when gate 2 deducted
+        what the stock did not have (no guard).
+        """
         outcomes = self.records["outcome"]
         return {
             "fault": self.fault,
@@ -229,6 +237,8 @@ class SeedRun:
             "oversold": self.after.oversold,
             "lost": self.after.lost,
             "drift_before": self.drift_before,
+            "guard_refusals": self.guard_refusals,
+            "lowest_db_stock": int(self.after.per_sku["db_final"].min()),
         }
 
 
@@ -285,7 +295,7 @@ def run_seed(
             )
         history = pd.DataFrame(columns=nemesis.HISTORY_COLUMNS) if nem is None else nem.history()
         design.drain()
-        guard_refusals = int(records["detail"].str.contains("DB guard").sum())
+        guard_refusals = int(records["detail"].str.contains(GUARD_DETAIL).sum())
         if isinstance(design, TaskEngineDesign):
             guard_refusals += design.store.counts()[Status.DEAD]
         before = check_lab(lab, initial, records, redis_view=cls.uses_redis)
@@ -295,6 +305,34 @@ def run_seed(
     return SeedRun(
         row, fault, seed, records, history, before, repair, after, clients_s, guard_refusals
     )
+
+
+def run_seeds(
+    lab: Lab,
+    rows: Sequence[Row | str],
+    fault: str,
+    *,
+    seeds: int = 1,
+    base: Workload = BASE_WORKLOAD,
+    concurrency: int = CONCURRENCY,
+) -> list[SeedRun]:
+    """Each row under one fault for seeds 0 … seeds - 1 (row by row): the runs themselves, each
+    with its records, the nemesis's history and the checker's reports, for a notebook to tabulate
+    (`SeedRun.summary`), draw, and hand to `judged`. A fault with nothing to act on in a row
+    (or on these backends) is refused before anything runs."""
+    chosen = [row_named(row) if isinstance(row, str) else row for row in rows]
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, not {seeds}")
+    for row in chosen:
+        if not applies(lab, row, fault):
+            raise ValueError(f"{fault} has nothing to act on in {row.label} on these backends")
+    return [
+        run_seed(lab, row, fault, seed, base=base, concurrency=concurrency)
+        for row in chosen
+        for seed in range(seeds)
+    ]
 
 
 def _workload(fault: str, base: Workload) -> Workload:
@@ -489,12 +527,34 @@ def review(
         if own and nemesis.real_redis(lab) and available():
             server = stack.enter_context(RedisServer())
         for row, fault in tqdm(cells, desc="review", disable=not progress):
-            found.append(asdict(run_cell(lab, row, fault, seeds=seeds, server=server)))
-    frame = pd.DataFrame(found)
+            found.append(run_cell(lab, row, fault, seeds=seeds, server=server))
+    return _frame(lab, found, time.perf_counter() - started)
+
+
+def judged(lab: Lab, runs: Iterable[SeedRun]) -> pd.DataFrame:
+    """Seed runs already made (`run_seed`, `run_seeds`) as the review's cells: grouped by row and
+    fault in the order they first appear, each cell the worst of its seeds judged against
+    `expectation`, in the frame `review` returns. `lab` is the lab they ran on (the frame names
+    its backends). Judging costs no run: a notebook shows the verdicts on the runs it told its
+    story with."""
+    grouped: dict[tuple[Row, str], list[SeedRun]] = {}
+    for run in runs:
+        grouped.setdefault((run.row, run.fault), []).append(run)
+    if not grouped:
+        raise ValueError("no seed runs to judge")
+    found = [
+        _cell(row, fault, seeded, expectation(row, fault))
+        for (row, fault), seeded in grouped.items()
+    ]
+    return _frame(lab, found, 0.0)
+
+
+def _frame(lab: Lab, cells: list[Cell], seconds: float) -> pd.DataFrame:
+    frame = pd.DataFrame([asdict(cell) for cell in cells])
     frame.insert(0, "machine", machine())
     frame.insert(0, "db", lab.db_url)
     frame.insert(0, "redis", lab.redis_url)
-    frame.attrs["seconds"] = round(time.perf_counter() - started, 1)
+    frame.attrs["seconds"] = round(seconds, 1)
     return frame
 
 

@@ -9,14 +9,17 @@ from inventory_lab.designs import design_names
 from inventory_lab.results import load_runs
 from inventory_lab.review import (
     FAULTS,
+    GUARD_DETAIL,
     RECOMMENDED,
     ROWS,
     Expectation,
     expectation,
+    judged,
     review,
     row_named,
     run_cell,
     run_seed,
+    run_seeds,
     save_review,
 )
 
@@ -150,3 +153,50 @@ def test_a_cell_reports_unsold_units_and_the_refusals_behind_them(default_lab):
         assert (seed["false_sold_out"] > 0) is (seed["false_sold_out_orders"] > 0)
     assert cell.false_sold_out == max(seed["false_sold_out"] for seed in cell.per_seed)
     assert cell.false_sold_out_orders == max(s["false_sold_out_orders"] for s in cell.per_seed)
+
+
+def test_runs_already_made_are_judged_as_the_review_judges_its_cells(default_lab):
+    crashed = run_seeds(default_lab, ["two_gate_lua"], "crash_between_gates", seeds=2)
+    quiet = run_seeds(default_lab, ["db_only", "two_gate_lua"], "none")
+    assert [(run.row.label, run.fault, run.seed) for run in crashed + quiet] == [
+        ("two_gate_lua", "crash_between_gates", 0),
+        ("two_gate_lua", "crash_between_gates", 1),
+        ("db_only", "none", 0),
+        ("two_gate_lua", "none", 0),
+    ]
+    cells = judged(default_lab, crashed + quiet)
+    assert list(cells.columns) == list(review(default_lab, ["db_only"], ["none"], progress=False))
+    assert list(zip(cells["row"], cells["fault"], cells["seeds"], strict=True)) == [
+        ("two_gate_lua", "crash_between_gates", 2),
+        ("db_only", "none", 1),
+        ("two_gate_lua", "none", 1),
+    ]
+    assert (cells["verdict"] == "as expected").all()
+    crash = cells.iloc[0]
+    assert crash["drift_before"] == max(run.drift_before for run in crashed) > 0  # must drift
+    assert crash["attempts"] == sum(len(run.records) for run in crashed)
+    assert cells.iloc[1]["converged_after"] is None  # db_only keeps no Redis view
+
+
+def test_run_seeds_refuses_bad_input_before_running_anything(default_lab):
+    with pytest.raises(ValueError, match="nothing to act on in db_only"):
+        run_seeds(default_lab, ["two_gate_lua", "db_only"], "redis_kill")
+    with pytest.raises(ValueError, match="unknown fault"):
+        run_seeds(default_lab, ["two_gate_lua"], "meteor")
+    with pytest.raises(ValueError, match="unknown row"):
+        run_seeds(default_lab, ["two_gate_lua +nothing"], "none")
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        run_seeds(default_lab, ["two_gate_lua"], "none", seeds=0)
+    with pytest.raises(ValueError, match="no seed runs"):
+        judged(default_lab, [])
+
+
+def test_the_guard_refuses_at_gate_2_and_the_stock_row_never_goes_below_zero(default_lab):
+    """The article's gate as written, guarded, under re-warms that hand out units again: every
+    order the guard refused heard "sold out", nothing was oversold, no stock row went below 0."""
+    run = run_seed(default_lab, "two_gate_lua (as written) +guard", "rewarm", seed=0)
+    line = run.summary()
+    refused = run.records[run.records["detail"].str.contains(GUARD_DETAIL)]
+    assert line["guard_refusals"] == run.guard_refusals == len(refused)
+    assert (refused["outcome"] == "sold_out").all()
+    assert line["oversold"] == 0 and line["lost"] == 0 and line["lowest_db_stock"] >= 0
