@@ -1,8 +1,12 @@
 """Flash-sale experiments for the throttling chapter: admitted rate and the cost to other SKUs.
 
+`admitted_at` replays request times through a limiter on a hand-moved clock, and
+`max_in_any_window` finds the most admissions in any window: both exact, no backend involved.
 `measure_admission` offers requests for one hot key at a fixed rate from P app instances — real
-OS processes (spawned) or threads — each with the limiter a `LimiterSpec` describes, and records
-every admission. Per-process limiters admit about P times the configured limit; the cluster-wide
+OS processes (spawned, or kept in `AppInstances` across measurements, since a spawned process
+takes a second or two to import the lab) or threads — each with the limiter a `LimiterSpec`
+describes, and records every admission, on the client's clock and, for the cluster-wide limiter,
+on Redis's. Per-process limiters admit about P times the configured limit; the cluster-wide
 Redis limiter admits the limit, whatever P is.
 
 `flash_sale` runs a real design behind the limiters: a burst on one hot SKU plus background
@@ -14,11 +18,13 @@ latency.
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import random
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +39,7 @@ from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.throttle import (
     Limiter,
+    ManualClock,
     RedisSlidingWindow,
     Throttled,
     TokenBucket,
@@ -75,32 +82,128 @@ class LimiterSpec:
         )
 
 
-def _offer(
-    spec: LimiterSpec, instance: int, ready: Any, duration_s: float, offered_per_s: float
-) -> tuple[int, int, list[float]]:
-    """One app instance: offer requests at a fixed rate; return (instance, offered, admitted).
+def admitted_at(
+    limiter: Limiter, clock: ManualClock, times_s: Iterable[float], key: str = "hot"
+) -> pd.Series:
+    """Replay requests at `times_s` through `limiter`, which reads `clock`: the times admitted.
 
-    `ready` is a barrier every instance (and the parent) waits on, so that all start together
-    however long a spawned process took to import the lab.
+    Exact and instant (the clock is moved to each request's time, nothing sleeps), so a
+    limiter's answer to a stream can be checked to the microsecond.
+    """
+    kept = []
+    for t in times_s:
+        clock.now = t
+        if limiter.try_acquire(key):
+            kept.append(t)
+    return pd.Series(kept, dtype=float)
+
+
+Job = tuple[LimiterSpec, int, float, float, float]  # spec, instance, start_at, duration, rate
+Offered = tuple[int, int, list[float], list[int]]  # instance, offered, admitted at, Redis µs
+
+
+def _offer(
+    spec: LimiterSpec, instance: int, start_at: float, duration_s: float, offered_per_s: float
+) -> Offered:
+    """One app instance: offer requests at a fixed rate from `start_at` (time.time(), shared by
+    every instance so that all start together) for `duration_s`.
+
+    Returns (instance, offered, admitted, redis_us): `admitted` starts with this instance's own
+    start, then the client's time of each admission; `redis_us` is each admission's time on
+    Redis's clock, for the cluster-wide limiter (empty for the others).
     """
     limiter = spec.build()
+    on_redis = limiter if isinstance(limiter, RedisSlidingWindow) else None
     interval = 1.0 / offered_per_s
-    ready.wait()
-    start_at = time.time()
-    offered, admitted = 0, [start_at]  # the first entry: this instance's start, absolute
-    next_at = start_at
-    while (now := time.time()) < start_at + duration_s:
+    if (wait := start_at - time.time()) > 0:
+        time.sleep(wait)
+    began = time.time()
+    offered, admitted, redis_us = 0, [began], []  # the first entry: this instance's start
+    next_at = began
+    while (now := time.time()) < began + duration_s:
         if now < next_at:
             time.sleep(next_at - now)
         offered += 1
-        if limiter.try_acquire("hot"):
+        if on_redis is not None:
+            at_us = on_redis.admitted_at_us("hot")
+            if at_us is not None:
+                admitted.append(time.time())
+                redis_us.append(at_us)
+        elif limiter.try_acquire("hot"):
             admitted.append(time.time())
         next_at += interval
-    return instance, offered, admitted
+    return instance, offered, admitted, redis_us
 
 
-def _offer_into(queue: Any, *args: Any) -> None:
-    queue.put(_offer(*args))
+def _serve(inbox: Any, outbox: Any) -> None:
+    """An app instance's process: say it is ready (the lab imported), then run each job sent."""
+    outbox.put(("ready", None))
+    while (job := inbox.get()) is not None:
+        try:
+            outbox.put(("done", _offer(*job)))
+        except Exception as exc:  # said to the parent, which raises it; the process lives on
+            outbox.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class AppInstances:
+    """P app instances as OS processes, spawned once and reused by every measurement given them.
+
+    A spawned process first imports the lab (a second or two); a measurement lasts about a
+    second. `with AppInstances(4) as apps:` pays the imports once, in parallel, and each
+    `measure_admission(..., apps=apps)` then starts its instances at one shared instant.
+    """
+
+    def __init__(self, processes: int, *, ready_timeout_s: float = 120.0) -> None:
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"processes must be a positive integer, got {processes!r}")
+        self.processes = processes
+        self.ready_timeout_s = ready_timeout_s
+        self._workers: list[Any] = []
+        self._inboxes: list[Any] = []
+        self._outbox: Any = None
+
+    def __enter__(self) -> AppInstances:
+        ctx = multiprocessing.get_context("spawn")
+        self._outbox = ctx.Queue()
+        self._inboxes = [ctx.Queue() for _ in range(self.processes)]
+        self._workers = [
+            ctx.Process(target=_serve, args=(inbox, self._outbox), daemon=True)
+            for inbox in self._inboxes
+        ]
+        try:
+            for worker in self._workers:
+                worker.start()
+            for _ in self._workers:
+                self._outbox.get(timeout=self.ready_timeout_s)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for inbox, worker in zip(self._inboxes, self._workers, strict=True):
+            if worker.is_alive():
+                inbox.put(None)
+        for worker in self._workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+        self._workers, self._inboxes = [], []
+
+    def run(self, jobs: list[Job], timeout_s: float = 60.0) -> list[Offered]:
+        """Job i on process i, all at once; the results, one per job."""
+        if not self._workers:
+            raise RuntimeError("AppInstances is not running: use it in a with block")
+        if len(jobs) > self.processes:
+            raise ValueError(f"{len(jobs)} instances asked for, {self.processes} processes here")
+        for inbox, job in zip(self._inboxes, jobs, strict=False):
+            inbox.put(job)
+        answers = [self._outbox.get(timeout=timeout_s) for _ in jobs]
+        failed = [detail for kind, detail in answers if kind == "error"]
+        if failed:
+            raise RuntimeError(f"an app instance failed: {failed[0]}")
+        return [detail for _, detail in answers]
 
 
 def measure_admission(
@@ -110,10 +213,19 @@ def measure_admission(
     duration_s: float = 1.0,
     offered_per_s: float = 2000.0,
     processes: bool = True,
+    apps: AppInstances | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Admissions over time from `instances` app instances; and a summary against the limit."""
+    """Admissions over time from `instances` app instances; and a summary against the limit.
+
+    `processes`: each instance an OS process (in `apps` when given, else spawned for this call),
+    or a thread of this process. One row per admission: instance, t_s (the client's clock,
+    seconds since the first instance started) and redis_us (Redis's clock in microseconds since
+    the first admission, for the cluster-wide limiter; missing for the others).
+    """
     if instances < 1 or duration_s <= 0 or offered_per_s <= 0:
         raise ValueError("instances >= 1, duration_s > 0 and offered_per_s > 0 are needed")
+    if apps is not None and not processes:
+        raise ValueError("apps are processes: processes=False runs the instances as threads")
     if spec.kind == "cluster":
         # a fresh key for this measurement, so an earlier one's admissions do not count
         spec = LimiterSpec(
@@ -122,37 +234,45 @@ def measure_admission(
                 "namespace": keys.namespace_beside(spec.namespace, uuid.uuid4().hex[:6]),
             }
         )
+
+    def jobs() -> list[Job]:  # started a moment from now, once every instance has its job
+        start_at = time.time() + 0.2
+        return [(spec, i, start_at, duration_s, offered_per_s) for i in range(instances)]
+
     if processes:
-        ctx = multiprocessing.get_context("spawn")
-        ready, queue = ctx.Barrier(instances, timeout=120), ctx.Queue()
-        workers = [
-            ctx.Process(target=_offer_into, args=(queue, spec, i, ready, duration_s, offered_per_s))
-            for i in range(instances)
-        ]
-        for worker in workers:
-            worker.start()
-        results = [queue.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join()
+        if apps is not None:
+            results = apps.run(jobs())
+        else:
+            with AppInstances(instances) as spawned:
+                results = spawned.run(jobs())
     else:
-        ready = threading.Barrier(instances, timeout=60)
+        planned = jobs()
         results = [None] * instances
 
         def run(i: int) -> None:
-            results[i] = _offer(spec, i, ready, duration_s, offered_per_s)
+            results[i] = _offer(*planned[i])
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(instances)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    # Times on one axis: seconds since the first instance started (they leave the barrier a few
-    # ms apart, so the instances together cover a little more than `duration_s`).
-    origin = min(times[0] for _, _, times in results)
-    span_s = max(times[0] for _, _, times in results) + duration_s - origin
-    rows = [(i, t - origin) for i, _, times in results for t in times[1:]]
-    admissions = pd.DataFrame(rows, columns=["instance", "t_s"]).sort_values("t_s")
-    offered = sum(n for _, n, _ in results)
+    # Times on one axis: seconds since the first instance started (they start a few ms apart on
+    # a busy machine, so the instances together cover a little more than `duration_s`).
+    origin = min(times[0] for _, _, times, _ in results)
+    span_s = max(times[0] for _, _, times, _ in results) + duration_s - origin
+    rows = [
+        (i, t - origin, redis[k] if redis else math.nan)
+        for i, _, times, redis in results
+        for k, t in enumerate(times[1:])
+    ]
+    admissions = pd.DataFrame(rows, columns=["instance", "t_s", "redis_us"])
+    admissions = admissions.sort_values("t_s", ignore_index=True)
+    if spec.kind == "cluster" and len(admissions):
+        admissions["redis_us"] = (admissions["redis_us"] - admissions["redis_us"].min()).astype(
+            "int64"
+        )
+    offered = sum(n for _, n, _, _ in results)
     admitted_per_s = len(admissions) / duration_s
     summary = {
         "kind": spec.kind,
@@ -170,12 +290,13 @@ def measure_admission(
     return admissions, summary
 
 
-def max_in_any_window(times_s: pd.Series, window_s: float) -> int:
-    """The most admissions found in any interval of `window_s` (a sliding check)."""
-    values = sorted(times_s)
+def max_in_any_window(times: Iterable[float], window: float) -> int:
+    """The most admissions found in any window (t - `window`, t] (a sliding check), `times` and
+    `window` in one unit: seconds, or Redis's integer microseconds, which compare exactly."""
+    values = sorted(times)
     best, left = 0, 0
     for right, t in enumerate(values):
-        while t - values[left] >= window_s:
+        while t - values[left] >= window:
             left += 1
         best = max(best, right - left + 1)
     return best
