@@ -111,10 +111,12 @@ def test_a_worker_killed_holding_a_task_is_unlocked_after_the_lease(lab):
     finally:
         engine.stop()
     assert engine.counters.killed == 1 and engine.counters.unlocked >= 1
-    # the engine names the task the dead executor held: it waited out a lease (database clock)
+    # the engine names the task the dead executor held: it waited out a lease (on the database's
+    # clock, which SQLite reads to the millisecond)
     [(shard, task_id)] = engine.killed_holding
     held = store.frame().set_index(["shard", "id"]).loc[(shard, task_id)]
-    assert held["status"] == Status.DONE and held["done_time"] - held["created_time"] >= 0.3
+    assert held["status"] == Status.DONE
+    assert held["done_time"] - held["created_time"] >= 0.3 - 0.001
     # at least once: a lease is not a lock (a live worker that stalls past 0.3 s on a busy
     # machine may apply a task another applied too; the design's apply is idempotent for that)
     assert set(ledger.applied) == {f"o-{i}:sku-1" for i in range(5)}
