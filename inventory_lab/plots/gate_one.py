@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from inventory_lab.plots.common import _label
 
@@ -102,6 +102,7 @@ def findings_by_variant(
     low, high = min([*numbers, 0]), max([*numbers, 0])
     pad = max(high - low, 1) * 0.15
     ax.set_xlim(low - (pad if low else 0), high + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # units and orders: whole numbers
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     _label(ax, title, source)
