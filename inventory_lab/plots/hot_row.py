@@ -38,7 +38,8 @@ def hot_row_queue(
     `cells` holds bench rows (`bench.run_cells`, or the `cells` of a bench file) with a `db`
     column naming the database each came from: scenario, clients, accepted_per_s,
     lock_waiters, p50_ms. Colour tells the database, line style and marker the scenario. The
-    title goes above the first panel, the `source` line under it.
+    title goes above the first panel; the `source` line goes under the figure, across all three
+    panels (an annotation under one panel would widen it in a constrained layout).
     """
     if axes is None:
         _, axes = plt.subplots(1, len(HOT_ROW_PANELS), figsize=(15, 4.4), layout="constrained")
@@ -72,5 +73,7 @@ def hot_row_queue(
     axes[1].plot(clients, clients, color="0.6", lw=0.8, ls=":", label="every client waiting")
     handles, labels = axes[1].get_legend_handles_labels()  # the lines and the diagonal
     axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    _label(axes[0], title, source)
+    _label(axes[0], title, None)
+    if source:
+        axes[0].figure.supxlabel(source, x=0.01, ha="left", fontsize=8, color="0.35")
     return axes
