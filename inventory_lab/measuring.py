@@ -6,9 +6,10 @@ sale, Redis can — and a measurement can lie in three ways the lab shows: one P
 measures itself (the load generator saturates first), a closed loop hides a stall (coordinated
 omission), and a rate without its latency hides the queue. Here are the few pieces the notebook
 needs on top of `loadgen` and `bench`: a load that is checked like any experiment (a benchmark
-that oversold measured a bug), times of the machine's clock mapped onto a run's records, curves of
-latency against achieved rate from open-loop runs at fractions of a capacity measured in the same
-session, and the JSON that `inventory-lab bench --json` writes, as frames.
+that oversold measured a bug), times of the machine's clock mapped onto a run's records, a run's
+latency from the intended and from the actual send side by side, curves of latency against
+achieved rate from open-loop runs at fractions of a capacity measured in the same session, and
+the JSON that `inventory-lab bench --json` writes, as frames.
 """
 
 from __future__ import annotations
@@ -72,6 +73,20 @@ def sent_during(records: pd.DataFrame, window: tuple[float, float]) -> pd.DataFr
     """The attempts actually sent in `window` (run time, [from, until))."""
     start, end = window
     return records[(records["start_s"] >= start) & (records["start_s"] < end)]
+
+
+def latency_views(run: LoadRun) -> pd.DataFrame:
+    """A run's latency percentiles (ms) seen two ways, one row each: from the intended send
+    (what a buyer lives through, the queue included) and from the actual send (the service time
+    alone, what a closed loop reports). A closed loop's two rows are equal: it intends to send
+    exactly when it sends."""
+    return pd.DataFrame.from_dict(
+        {
+            "from the intended send": run.percentiles_ms(from_intended=True),
+            "from the actual send": run.percentiles_ms(from_intended=False),
+        },
+        orient="index",
+    )
 
 
 def rate_after(run: LoadRun, moment_s: float) -> float:

@@ -3,13 +3,15 @@
 import json
 import time
 
+import pandas as pd
 import pytest
 
 from inventory_lab.bench import SCENARIOS, bench_session
-from inventory_lab.loadgen import Arrivals, Layout
+from inventory_lab.loadgen import Arrivals, Layout, LoadRun, new_histogram
 from inventory_lab.measuring import (
     checked_load,
     due_during,
+    latency_views,
     on_run_clock,
     rate_after,
     read_bench_reference,
@@ -69,6 +71,39 @@ def test_every_order_due_during_a_stall_ends_after_it(paired_urls, bench_namespa
     for loaded, _ in found.values():
         assert loaded.check.oversold == 0 and loaded.check.lost == 0
         assert rate_after(loaded.run, window[1]) >= 0
+
+
+def _run_with(latency_ms: list[float], service_ms: list[float]) -> LoadRun:
+    latency, service = new_histogram(), new_histogram()
+    for value in latency_ms:
+        latency.record_value(int(value * 1000))
+    for value in service_ms:
+        service.record_value(int(value * 1000))
+    return LoadRun(
+        target=Target("db_only"),
+        layout=Layout(1, 1),
+        arrivals=Arrivals("constant", rate=100),
+        records=pd.DataFrame(),
+        latency=latency,
+        service=service,
+        elapsed_s=1.0,
+        client_cpu_s=[0.1],
+    )
+
+
+def test_latency_is_seen_from_the_intended_and_from_the_actual_send():
+    """An order that queued 500 ms behind a stall and took 2 ms once sent counts 502 ms from
+    its intended send and 2 ms from its actual one: the second view is the coordinated omission."""
+    queued = _run_with(latency_ms=[2.0] * 99 + [502.0], service_ms=[2.0] * 100)
+    views = latency_views(queued)
+    assert list(views.index) == ["from the intended send", "from the actual send"]
+    assert list(views.columns) == ["p50", "p99", "p99.9", "max"]
+    intended, actual = views.loc["from the intended send"], views.loc["from the actual send"]
+    assert intended["max"] == pytest.approx(502.0, rel=1e-3)
+    assert actual["max"] == pytest.approx(2.0, rel=1e-3)
+    assert (intended >= actual).all()
+    same = latency_views(_run_with([3.0, 4.0], [3.0, 4.0]))  # a closed loop: both views agree
+    assert (same.loc["from the intended send"] == same.loc["from the actual send"]).all()
 
 
 def test_a_stall_that_never_held_has_no_window(local_session):
