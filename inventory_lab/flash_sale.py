@@ -72,6 +72,20 @@ class LimiterSpec:
             return self.rate
         return self.limit * 1000.0 / self.window_ms
 
+    def most_admitted(self, seconds: float, instances: int = 1) -> float:
+        """The most this limiter can admit in `seconds` from `instances` app instances, whatever
+        the timing: a window limiter `limit` per window touched (a partial one at each end), a
+        bucket its burst plus what refills, each per instance; the cluster limiter `limit` per
+        window over the span, once for all instances (they share it)."""
+        if seconds < 0 or instances < 1:
+            raise ValueError("seconds >= 0 and instances >= 1 are needed")
+        windows = seconds * 1000.0 / self.window_ms
+        if self.kind == "window":
+            return instances * self.limit * (windows + 2)
+        if self.kind == "bucket":
+            return instances * (self.burst + self.rate * seconds)
+        return self.limit * (windows + 1)
+
     def build(self) -> Limiter:
         if self.kind == "window":
             return WindowLimiter(self.window_ms, self.limit)
@@ -286,6 +300,11 @@ def measure_admission(
         "span_s": round(span_s, 4),
         # the most a limit of K per W can admit over the span, for the cluster-wide limiter
         "cluster_bound": int(spec.limit * (span_s * 1000 / spec.window_ms + 1)),
+        # the most this limiter can admit here: each instance runs `duration_s` on its own
+        # limiter; the shared one sees the whole span
+        "bound": int(
+            spec.most_admitted(span_s if spec.kind == "cluster" else duration_s, instances)
+        ),
     }
     return admissions, summary
 

@@ -34,6 +34,25 @@ def test_the_sliding_count_is_over_half_open_windows():
     assert max_in_any_window([], 10_000) == 0
 
 
+def test_the_most_a_limiter_can_admit_grows_with_instances_only_per_process():
+    window = LimiterSpec(kind="window", window_ms=10, limit=2)
+    bucket = LimiterSpec(kind="bucket", rate=200.0, burst=2)
+    cluster = LimiterSpec(kind="cluster", window_ms=10, limit=2)
+    assert window.most_admitted(0.5) == 2 * (50 + 2) and window.most_admitted(0.5, 4) == 416
+    assert bucket.most_admitted(0.5) == 102 and bucket.most_admitted(0.5, 4) == 408
+    assert cluster.most_admitted(0.5) == cluster.most_admitted(0.5, 4) == 2 * (50 + 1)
+    with pytest.raises(ValueError, match="instances"):
+        window.most_admitted(1.0, 0)
+    # a replay on a hand-moved clock never beats it
+    clock = ManualClock()
+    times = [i * 1e-4 for i in range(5000)]  # 10 000/s for half a second
+    kept = admitted_at(WindowLimiter(10, 2, clock=clock), clock, times)
+    assert len(kept) <= window.most_admitted(times[-1])
+    clock = ManualClock()
+    kept = admitted_at(TokenBucket(200, 2, clock=clock), clock, times)
+    assert len(kept) <= bucket.most_admitted(times[-1])
+
+
 def test_app_instances_are_spawned_once_and_reused():
     window = LimiterSpec(kind="window", window_ms=10, limit=2)
     with AppInstances(2) as apps, serve_fake_redis() as url:
@@ -48,6 +67,8 @@ def test_app_instances_are_spawned_once_and_reused():
     assert first["redis_us"].isna().all()  # a per-process limiter has no Redis clock
     # on Redis's clock the cluster limiter's limit holds exactly, whatever the clients' clocks
     assert summary["admitted"] > 0 and summary["admitted"] <= summary["cluster_bound"]
+    assert summary["bound"] == summary["cluster_bound"]
+    assert one["admitted"] <= one["bound"] and two["admitted"] <= two["bound"]
     assert max_in_any_window(shared["redis_us"], 10_000) <= 2
     assert shared["redis_us"].min() == 0 and not math.isnan(shared["redis_us"].max())
 
