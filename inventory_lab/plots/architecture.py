@@ -18,7 +18,6 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyBboxPatch
 
-from inventory_lab import nemesis, review
 from inventory_lab.backends import FAKE_REDIS, SQL_DRIVERS
 from inventory_lab.checker import CheckReport
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
@@ -59,6 +58,10 @@ def architecture_parts() -> dict[str, list[str]]:
     A design is marked `(Redis)` when it keeps stock in Redis; a finding is marked `!` when it
     alone breaks `CheckReport.ok` (a safety breach), the others are reported beside them.
     """
+    # Imported here, not at the top: the review brings duckdb and the nemesis, which every other
+    # chart of `plots` (imported by every notebook) can do without.
+    from inventory_lab import nemesis, review
+
     workload = [f.name for f in dataclasses.fields(Workload)] + ["C client threads"]
     designs = [f"{name} (Redis)" if design_class(name).uses_redis else name for name in _designs()]
     backends = [
