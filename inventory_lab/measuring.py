@@ -15,9 +15,11 @@ the JSON that `inventory-lab bench --json` writes, as frames.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
@@ -105,19 +107,33 @@ def throughput_latency(
     layout: Layout,
     fractions: Sequence[float],
     seconds: float,
-    capacity_orders: int,
+    capacity_orders: int | None = None,
+    capacity: float | None = None,
     min_orders: int = 200,
     progress: bool = True,
 ) -> pd.DataFrame:
     """The target's capacity (closed loop), then open-loop constant arrivals at each fraction of
     it, each run offering about `seconds` of orders: one row per run, latency from the intended
-    send (p50…max) and from the actual send (`service_p99_ms`), and the checker's findings."""
-    runs: list[tuple[str, float | None, CheckedLoad]] = []
-    capacity = checked_load(
-        session, target, scenario.workload(capacity_orders), layout=layout, arrivals=Arrivals()
-    )
-    runs.append(("closed loop", None, capacity))
-    rate = capacity.run.decisions_per_s
+    send (p50…max) and from the actual send (`service_p99_ms`), and the checker's findings.
+
+    Give either `capacity_orders`, to measure the capacity here with a closed loop of that many
+    orders, or `capacity`, a closed-loop rate already measured for the same target, scenario and
+    layout (every load costs its worker processes' start): its row then carries the rate alone.
+    """
+    if (capacity is None) == (capacity_orders is None):
+        raise ValueError("give capacity_orders (measure the capacity here) or capacity, not both")
+    if capacity is not None and not (math.isfinite(capacity) and capacity > 0):
+        raise ValueError(f"capacity must be a rate > 0 orders/s, not {capacity!r}")
+    rows: list[dict[str, Any]] = []
+    if capacity is not None:
+        rate = capacity
+        rows.append({"target": target.label, "arrivals": "closed loop", "achieved_per_s": rate})
+    else:
+        measured = checked_load(
+            session, target, scenario.workload(capacity_orders), layout=layout, arrivals=Arrivals()
+        )
+        rate = measured.run.decisions_per_s
+        rows.append(_curve_row("closed loop", None, measured, rate))
     label = f"{target.label}: open loop at fractions of {rate:,.0f}/s"
     for fraction in tqdm(fractions, desc=label, disable=not progress):
         offered = max(1.0, fraction * rate)
@@ -126,11 +142,13 @@ def throughput_latency(
         loaded = checked_load(
             session, target, scenario.workload(orders), layout=layout, arrivals=arrivals
         )
-        runs.append(("open loop", fraction, loaded))
-    return pd.DataFrame([_curve_row(kind, f, loaded, rate) for kind, f, loaded in runs])
+        rows.append(_curve_row("open loop", fraction, loaded, rate))
+    return pd.DataFrame(rows)
 
 
-def _curve_row(kind: str, fraction: float | None, loaded: CheckedLoad, capacity: float) -> dict:
+def _curve_row(
+    kind: str, fraction: float | None, loaded: CheckedLoad, capacity: float
+) -> dict[str, Any]:
     run, check = loaded.run, loaded.check
     latency = run.percentiles_ms()
     return {

@@ -137,6 +137,46 @@ def test_a_curve_has_the_capacity_then_each_fraction(local_session):
     assert (curve["p50_ms"] <= curve["p99_ms"]).all() and (curve["p99_ms"] <= curve["max_ms"]).all()
 
 
+def test_a_curve_can_offer_fractions_of_a_capacity_measured_already(local_session):
+    curve = throughput_latency(
+        local_session,
+        Target("db_only"),
+        SCENARIOS["one-row"],
+        layout=Layout(1, 2),
+        fractions=[0.5],
+        seconds=0.1,
+        capacity=300.0,
+        min_orders=40,
+        progress=False,
+    )
+    assert list(curve["arrivals"]) == ["closed loop", "open loop"]
+    given, opened = curve.iloc[0], curve.iloc[1]
+    assert given["achieved_per_s"] == 300.0 and pd.isna(given["orders"])  # not measured here
+    assert opened["offered_per_s"] == 150.0 and opened["orders"] == 40 and opened["oversold"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "give capacity_orders"),
+        ({"capacity": 300.0, "capacity_orders": 80}, "not both"),
+        ({"capacity": 0.0}, "capacity must be a rate > 0"),
+        ({"capacity": float("nan")}, "capacity must be a rate > 0"),
+    ],
+)
+def test_a_curve_needs_one_capacity_and_a_usable_one(options, message):
+    with pytest.raises(ValueError, match=message):  # refused before any load (no session used)
+        throughput_latency(
+            None,  # type: ignore[arg-type]
+            Target("db_only"),
+            SCENARIOS["one-row"],
+            layout=Layout(1, 1),
+            fractions=[0.5],
+            seconds=0.1,
+            **options,
+        )
+
+
 def test_a_bench_file_is_read_as_frames(tmp_path):
     doc = {
         "redis": "redis://127.0.0.1:6379/8",
