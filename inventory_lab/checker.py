@@ -5,7 +5,8 @@ order ledger, Redis stock where the design keeps one) and the per-attempt record
 saw, and compares them with the initial stock:
 
 - oversold: per SKU, units sold beyond the initial stock — sold being the larger of what the
-  ledger shows deducted and what clients were told was accepted — plus any negative stock;
+  ledger shows deducted and what clients were told was accepted — or, where larger, the units by
+  which the stock fell below zero;
 - double_deducted: order lines (order id + SKU) with more than one ledger row, plus the units by
   which the stock fell further than the ledger explains (a deduction applied again without a
   ledger row of its own: the ledger cannot name that line, so it counts one per unit);

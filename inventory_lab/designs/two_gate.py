@@ -336,7 +336,7 @@ class TwoGate(BaseDesign):
 @register
 class TwoGateCommands(TwoGate):
     name = "two_gate"
-    summary = "the article: SET NX EX + HINCRBY in Redis, then the DB transaction (2 round trips)"
+    summary = "the article: SET NX PX + HINCRBY in Redis, then the DB transaction (2 round trips)"
 
     def gate_one(self, order: Order) -> Admitted | Result:
         """SET NX, then HINCRBY, each its own round trip: a refusal is given back."""
