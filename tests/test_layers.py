@@ -46,7 +46,10 @@ LAYERS: list[tuple[str, set[str]]] = [
             "redis_stock",
         },
     ),
-    ("drive and judge", {"workload", "faults", "checker", "reconcile"}),
+    (
+        "drive and judge",
+        {"workload", "faults", "checker", "reconcile", "history", "linearizability"},
+    ),
     (
         "experiments",
         {
@@ -73,6 +76,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "order_profile",
             "growth",
             "results",
+            "schedule",
+            "explorer",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),
