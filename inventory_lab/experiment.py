@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import Design, design_class
+from inventory_lab.history import Event, from_records
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
 from inventory_lab.workload import Workload, run_workload
@@ -102,6 +103,10 @@ class Experiment:
     check: CheckReport
     records: pd.DataFrame
     design: Design  # the instance, closed; its counters (given_back, watch_retries…) stay
+
+    def events(self) -> list[Event]:
+        """The run's history: each attempt an invocation and its completion (history.py)."""
+        return from_records(self.records)
 
 
 def run_experiment(

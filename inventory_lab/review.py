@@ -40,6 +40,7 @@ from inventory_lab.designs import design_class, redis_design_names
 from inventory_lab.designs.base import BaseDesign
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.experiment import machine
+from inventory_lab.history import Event, from_records
 from inventory_lab.lab import Lab
 from inventory_lab.reconcile import reconcile
 from inventory_lab.redis_server import RedisServer, available
@@ -204,6 +205,11 @@ class SeedRun:
     after: CheckReport
     clients_s: float  # the clients' time, without the drain
     guard_refusals: int  # orders the DB guard refused: at gate 2, or as a task that died
+
+    def events(self) -> list[Event]:
+        """The run's history: the clients' invocations and completions and the nemesis's
+        events, on one clock (history.py)."""
+        return from_records(self.records, self.history)
 
     @property
     def drift_before(self) -> int:
