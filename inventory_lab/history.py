@@ -268,7 +268,8 @@ def read_jsonl(source: Target) -> list[Event]:
     `InvalidInput` naming the line."""
     text = _read(source)
     events = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at \n only (str.splitlines would also split at \u2028 inside a string)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
