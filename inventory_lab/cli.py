@@ -21,6 +21,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from inventory_lab import history
 from inventory_lab.backends import FAKE_REDIS, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"append the run to a DuckDB file (default {DEFAULT_PATH})",
     )
     run.add_argument("--progress", action="store_true", help="show a progress bar")
+    run.add_argument(
+        "--history",
+        default=None,
+        metavar="PATH",
+        help="write the run's history (invoke/ok/fail/info per client): .jsonl or .edn",
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -261,6 +268,10 @@ def _run(args: argparse.Namespace) -> int:
         options["race_window_s"] = args.race_window_ms / 1000.0
     if args.lockstep is not None:
         options["lockstep"] = args.lockstep
+    if args.history is not None:  # a name it cannot write is refused before the run, not after
+        history.export_format(args.history)
+        if not Path(args.history).parent.is_dir():
+            raise LabError(f"--history: no directory {str(Path(args.history).parent)!r}")
     workload = Workload(
         orders=args.orders,
         skus=args.skus,
@@ -282,6 +293,8 @@ def _run(args: argparse.Namespace) -> int:
     report = experiment.report
     if args.save:
         save_run(report, Path(args.save))
+    if args.history is not None:
+        history.export(experiment.events(), args.history)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
