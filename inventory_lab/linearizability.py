@@ -119,7 +119,6 @@ def check_operations(
     ops: Iterable[Operation], initial: Mapping[str, int], *, time_limit_s: float = 5.0
 ) -> Verdict:
     """Check paired operations against `initial` stock per SKU; real time read from seconds."""
-    ops = list(ops)
     return _check([_item(op, op.start_s, op.end_s) for op in ops], initial, time_limit_s)
 
 
