@@ -27,6 +27,8 @@ from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, machine, run_experiment, source_commit
+from inventory_lab.explorer import DEFAULT_FIND, FINDINGS, Spec, explore, format_schedule
+from inventory_lab.explorer import FAULTS as EXPLORE_FAULTS
 from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
 from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
@@ -205,6 +207,46 @@ def build_parser() -> argparse.ArgumentParser:
     _review_options(report)
     report.add_argument("--out", default="review.html", help="the HTML file (default %(default)s)")
 
+    explore_cmd = commands.add_parser(
+        "explore",
+        help="run every interleaving of a few orders (and faults) on the embedded backends, "
+        "check each, print the smallest failing schedule",
+    )
+    explore_cmd.add_argument("--design", required=True, help="a name from `inventory-lab designs`")
+    explore_cmd.add_argument("--orders", type=_int_in(1, 8), default=2)
+    explore_cmd.add_argument("--stock", type=_int_in(0, 1000), default=1)
+    explore_cmd.add_argument(
+        "--qty", default="1", help="comma-separated quantities, cycled over the orders"
+    )
+    explore_cmd.add_argument(
+        "--resends", type=_int_in(0, 8), default=0, help="the first N orders are sent twice"
+    )
+    explore_cmd.add_argument(
+        "--faults", default="", help=f"comma-separated: {', '.join(EXPLORE_FAULTS)}"
+    )
+    explore_cmd.add_argument(
+        "--as-written", action="store_true", help="the article's handling, not the lab's fixes"
+    )
+    explore_cmd.add_argument(
+        "--find",
+        default=",".join(DEFAULT_FIND),
+        help=f"comma-separated findings that count as failures, from: {', '.join(FINDINGS)}",
+    )
+    explore_cmd.add_argument("--max-schedules", type=_int_in(1, 10_000_000), default=20_000)
+    explore_cmd.add_argument("--seconds", type=_positive, default=60.0, help="time budget")
+    explore_cmd.add_argument(
+        "--preemptions", type=_int_in(0, 100), default=None, help="context-switch bound"
+    )
+    explore_cmd.add_argument(
+        "--random", type=_int_in(1, 10_000_000), default=0, help="N random schedules instead"
+    )
+    explore_cmd.add_argument("--seed", type=_int_in(0, 2**31 - 1), default=0)
+    explore_cmd.add_argument("--no-shrink", action="store_true", help="print the first failure")
+    explore_cmd.add_argument(
+        "--history", default=None, help="write the failing schedule's history (.jsonl or .edn)"
+    )
+    explore_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+
     runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
     runs.add_argument("--path", default=str(DEFAULT_PATH))
     runs.add_argument("--last", type=_int_in(1, 10_000), default=20)
@@ -244,10 +286,70 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _review(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "explore":
+            return _explore(args)
         return _runs(args)
     except LabError as exc:
         print(f"inventory-lab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _explore(args: argparse.Namespace) -> int:
+    try:
+        spec = Spec(
+            args.design,
+            orders=args.orders,
+            stock=args.stock,
+            qty=tuple(int(q) for q in args.qty.split(",")),
+            resends=args.resends,
+            faults=tuple(f for f in args.faults.split(",") if f),
+            as_written=args.as_written,
+        )
+        find = tuple(f for f in args.find.split(",") if f)
+        if not set(find) <= set(FINDINGS):
+            raise ValueError(f"--find: choose from {', '.join(FINDINGS)}")
+    except ValueError as exc:
+        raise LabError(str(exc)) from None
+    if args.history is not None:
+        history.export_format(args.history)
+    result = explore(
+        spec,
+        find=find,
+        max_schedules=args.max_schedules,
+        time_limit_s=args.seconds,
+        preemption_bound=args.preemptions,
+        random_runs=args.random,
+        seed=args.seed,
+        shrink=not args.no_shrink,
+    )
+    if args.history is not None and result.shrunk is not None:
+        history.export(history.from_records(result.shrunk.records), args.history)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    summary = result.summary()
+    search = result.search
+    if search.complete:
+        how = "every schedule"
+    elif search.failure is not None:
+        how = "stopped at the first failure"
+    else:
+        how = "the budget ran out"
+    print(
+        f"{summary['spec']}: {search.schedules} schedules run, {search.pruned} pruned "
+        f"({how}) in {search.elapsed_s:.2f} s, {search.per_second:.0f} per second "
+        f"[embedded default: fakeredis + SQLite, {machine()}]"
+    )
+    if result.shrunk is None:
+        print(f"no failure found ({', '.join(find)})")
+        return 0
+    assert result.shrunk_spec is not None
+    print(
+        f"first failure after {search.first_failure_s:.2f} s; shrunk to "
+        f"{result.shrunk_spec.describe()}, {result.shrunk.switches} context switches:"
+    )
+    print(format_schedule(result.shrunk))
+    return 0
 
 
 def _designs() -> int:

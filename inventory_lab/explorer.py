@@ -607,3 +607,119 @@ def embedded_lab() -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+@dataclass
+class Exploration:
+    """A search and, when it failed, the failure shrunk: what `inventory-lab explore` prints."""
+
+    search: Search
+    shrunk_spec: Spec | None = None
+    shrunk: Execution | None = None
+
+    def summary(self) -> dict[str, Any]:
+        search = self.search
+        data: dict[str, Any] = {
+            "spec": search.spec.describe(),
+            "schedules": search.schedules,
+            "pruned": search.pruned,
+            "complete": search.complete,
+            "elapsed_s": round(search.elapsed_s, 3),
+            "schedules_per_s": round(search.per_second, 1),
+            "first_failure_s": None
+            if search.first_failure_s is None
+            else round(search.first_failure_s, 3),
+            "failures": search.failures,
+        }
+        if self.shrunk is not None and self.shrunk_spec is not None:
+            data["findings"] = dict(self.shrunk.findings)
+            data["shrunk_spec"] = self.shrunk_spec.describe()
+            data["schedule"] = [str(move) for move in self.shrunk.moves]
+            data["heard"] = dict(self.shrunk.tasks)
+        return data
+
+
+def explore(
+    spec: Spec,
+    *,
+    find: Sequence[str] = DEFAULT_FIND,
+    max_schedules: int = 20_000,
+    time_limit_s: float = 60.0,
+    preemption_bound: int | None = None,
+    random_runs: int = 0,
+    seed: int = 0,
+    shrink: bool = True,
+    progress: Callable[[Search], None] | None = None,
+) -> Exploration:
+    """Search `spec`'s schedules on a lab of its own (exhaustively, or `random_runs` random
+    walks), and shrink the first failure."""
+    with embedded_lab() as lab:
+        explorer = Explorer(lab, spec, find=find)
+        if random_runs:
+            found = explorer.random_walks(random_runs, seed=seed)
+        else:
+            found = explorer.search(
+                max_schedules=max_schedules,
+                time_limit_s=time_limit_s,
+                preemption_bound=preemption_bound,
+                progress=progress,
+            )
+        result = Exploration(found)
+        if found.failure is not None:
+            if shrink:
+                result.shrunk_spec, result.shrunk = explorer.shrink(found.failure)
+            else:
+                result.shrunk_spec, result.shrunk = spec, found.failure
+    return result
+
+
+def participant(task: str) -> str:
+    """Who a task is on a diagram: an order's client, or the nemesis for a fault."""
+    return task if task.startswith("o-") or task == "executor" else "nemesis"
+
+
+def diagram_steps(execution: Execution) -> list[tuple[str, str, str]]:
+    """The schedule as (sender, receiver, message) for `plots.sequence_diagram`: one arrow per
+    step to Redis or the database, with what came back; a fault's step is a note."""
+    rows = []
+    for step in execution.steps:
+        who = participant(step.task)
+        if step.kind == "fault":
+            rows.append((who, who, f"{step.task}: {step.label}"))
+            continue
+        target = "Redis" if step.kind == "redis" else "database"
+        message = _wrapped(step.label)
+        if step.replies:
+            message += f"\n=> {', '.join(step.replies)}"
+        rows.append((who, target, message))
+    return rows
+
+
+def format_schedule(execution: Execution) -> str:
+    """The schedule as numbered lines, and what each client heard."""
+    lines = []
+    for step in execution.steps:
+        reply = f"  => {', '.join(step.replies)}" if step.replies else ""
+        lines.append(f"{step.number:3d}. {step.task:<9} {step.label}{reply}")
+    crashed = [str(move) for move in execution.moves if move.kind == "crash"]
+    if crashed:
+        lines.append(f"     ({', '.join(crashed)})")
+    heard = ", ".join(f"{task} heard {outcome}" for task, outcome in execution.tasks.items())
+    lines.append(f"     {heard}")
+    if execution.findings:
+        found = ", ".join(f"{name} {value}" for name, value in execution.findings.items())
+        lines.append(f"     the checker: {found}")
+    return "\n".join(lines)
+
+
+def _wrapped(label: str, width: int = 48) -> str:
+    parts = label.split("; ")
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) + 2 > width:
+            lines.append(line + ";")
+            line = part
+        else:
+            line = f"{line}; {part}" if line else part
+    lines.append(line)
+    return "\n".join(lines)
