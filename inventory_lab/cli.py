@@ -294,6 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _check_history_path(path: str) -> None:
+    history.export_format(path)
+    if not Path(path).parent.is_dir():
+        raise LabError(f"--history: no directory {str(Path(path).parent)!r}")
+
+
 def _explore(args: argparse.Namespace) -> int:
     try:
         spec = Spec(
@@ -310,8 +316,8 @@ def _explore(args: argparse.Namespace) -> int:
             raise ValueError(f"--find: choose from {', '.join(FINDINGS)}")
     except ValueError as exc:
         raise LabError(str(exc)) from None
-    if args.history is not None:
-        history.export_format(args.history)
+    if args.history is not None:  # a name it cannot write is refused before the search
+        _check_history_path(args.history)
     result = explore(
         spec,
         find=find,
@@ -371,9 +377,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.lockstep is not None:
         options["lockstep"] = args.lockstep
     if args.history is not None:  # a name it cannot write is refused before the run, not after
-        history.export_format(args.history)
-        if not Path(args.history).parent.is_dir():
-            raise LabError(f"--history: no directory {str(Path(args.history).parent)!r}")
+        _check_history_path(args.history)
     workload = Workload(
         orders=args.orders,
         skus=args.skus,

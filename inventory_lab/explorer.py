@@ -199,6 +199,7 @@ class Explorer:
         if self._start is None or self._start.database is None:
             # an instance of its own: `setup` leaves the task engine stopped, runs need it not
             starter = self._design()
+            self.lab.clear_redis()  # a design without Redis leaves an earlier one's keys there
             starter.setup(initial)
             starter.close()
             for name in _LUA:  # loaded now, so that no schedule depends on who loads them first

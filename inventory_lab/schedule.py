@@ -300,7 +300,10 @@ class Runner:
         with self.scheduler._cond:
             task.abandon = True
             self.scheduler._cond.notify_all()
-        self._wait_settled(task)
+        # It is still "paused" until its thread wakes: wait for the unwinding to end.
+        self.threads[task.name].join(self.scheduler.step_timeout_s)
+        if task.status != "done":
+            raise TaskBlocked(f"task {task.name} did not unwind after its crash")
 
     def _wait_settled(self, task: Task) -> None:
         cond = self.scheduler._cond

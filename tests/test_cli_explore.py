@@ -117,12 +117,6 @@ def test_explore_writes_the_failing_schedules_history_as_edn(capsys, tmp_path):
     assert sum(":outcome :accepted" in line for line in lines) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileNotFoundError,
-    reason="explore checks --history's suffix but not its directory before the search (run "
-    "does): it searches, then the write raises FileNotFoundError with a traceback",
-)
 def test_explore_refuses_a_history_in_a_missing_directory_before_the_search(capsys, tmp_path):
     path = tmp_path / "gone" / "x.edn"
     assert main(["explore", "--design", "naive", "--history", str(path)]) == 2

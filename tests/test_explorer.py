@@ -293,13 +293,6 @@ def test_explore_without_a_failure_has_no_schedule():
     assert "schedule" not in summary and "findings" not in summary
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a second Explorer on the same lab, for a design without Redis (naive), snapshots "
-    "the anti-repeat strings a Redis design left there and raises 'cannot snapshot ... not a "
-    "hash': setup clears Redis only for Redis designs, _Snapshot.take reads the whole namespace",
-)
 def test_a_lab_can_be_explored_for_another_design_after_a_redis_design(lab):
     Explorer(lab, Spec("two_gate_lua", orders=2, stock=1)).replay([])
     execution = Explorer(lab, Spec("naive", orders=2, stock=1)).replay([])

@@ -225,7 +225,7 @@ def test_crash_leaves_the_task_done_without_its_result(naive):
         with scheduler.running([a, b]) as runner:
             runner.step(a)  # o-1 read the stock
             runner.crash(a)  # and died before writing
-            runner.threads[a.name].join(5.0)  # see the xfail below: crash does not wait
+            runner.threads[a.name].join(5.0)
             assert a.status == "done" and a.result is None and a.error is None
             assert runner.enabled() == [b]
             with pytest.raises(ValueError, match="not waiting"):
@@ -240,11 +240,6 @@ def test_crash_leaves_the_task_done_without_its_result(naive):
     assert [s.task for s in steps] == ["o-1", "o-2", "o-2"]  # a crash is not a step
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runner.crash returns before the task unwinds: _wait_settled accepts 'paused', the "
-    "status the task still has, so the crashed task stays enabled (observed 50 runs of 50)",
-)
 def test_crash_returns_once_the_task_is_done(naive):
     lab, design = naive
     with Scheduler(lab) as scheduler:
