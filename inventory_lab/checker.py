@@ -44,7 +44,7 @@ saw, and compares them with the initial stock:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -229,14 +229,20 @@ def read_ledger(lab: Lab) -> pd.DataFrame:
 
 
 def check_lab(
-    lab: Lab, initial: Mapping[str, int], records: pd.DataFrame, *, redis_view: bool
+    lab: Lab,
+    initial: Mapping[str, int],
+    records: pd.DataFrame,
+    *,
+    redis_view: bool,
+    task_tables: Sequence[sa.Table] | None = None,
 ) -> CheckReport:
     """Read the lab's final state and check it. `redis_view`: compare Redis stock too.
 
     Run it when the design is quiescent (after `drain()`): pending tasks are read from the task
-    tables, Redis after the database.
+    tables, Redis after the database. `task_tables`: the task tables, when the caller knows
+    them (the explorer checks thousands of runs of one layout); by default they are reflected.
     """
-    tables = schema.task_tables(lab.engine)
+    tables = schema.task_tables(lab.engine) if task_tables is None else task_tables
     with lab.engine.connect() as conn:
         db_stock = schema.read_stock(conn)
         pending_tasks = unapplied_tasks(conn, tables)

@@ -17,10 +17,11 @@ judging every run. What makes it fast:
 
 Faults are tasks too, scheduled like the orders: `rewarm` (Redis re-loaded from the database),
 `lost_ack` (arms the loss of the next COMMIT's acknowledgement: where it sits in the schedule
-decides which order's commit loses it), `expiry` (the orders' anti-repeat codes expire), and
-`crash` (at any step, an order's app dies: its client hears nothing). Each finding is one of the
-checker's: an oversell, a double deduction, a lost order, units unaccounted for, or a false
-sold-out (units refused that were there).
+decides which order's commit loses it), `lost_reply` (the same for the next Redis reply: the
+command ran, its client hears a dropped connection), `expiry` (the orders' anti-repeat codes
+expire), and `crash` (at any step, an order's app dies: its client hears nothing). Each finding
+is one of the checker's: an oversell, a double deduction, a lost order, units unaccounted for,
+or a false sold-out (units refused that were there).
 """
 
 from __future__ import annotations
@@ -31,27 +32,27 @@ import random
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from inventory_lab import keys
+from inventory_lab import history, keys
 from inventory_lab.backends import DEFAULT_SQLITE_DIR
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import BaseDesign, design_class
 from inventory_lab.faults import lost_commit_ack
 from inventory_lab.lab import Lab, open_lab
 from inventory_lab.orders import Order, Outcome, Result
-from inventory_lab.schedule import DATABASE, Footprint, Scheduler, Step, Task
+from inventory_lab.schedule import DATABASE, EVERYTHING, Footprint, Scheduler, Step, Task
 from inventory_lab.scripts import lua_source
 from inventory_lab.tasks.workers import PENDING
 from inventory_lab.workload import RECORD_COLUMNS, deduct_as_client
 
 SKU = "sku-1"
-FAULTS = ("rewarm", "lost_ack", "expiry", "crash")
+FAULTS = ("rewarm", "lost_ack", "lost_reply", "expiry", "crash")
 SAFETY = ("oversold", "double_deducted", "lost", "unaccounted")
 FINDINGS = (*SAFETY, "false_sold_out", "false_duplicates")
 DEFAULT_FIND = (*SAFETY, "false_sold_out")
@@ -131,6 +132,11 @@ class Execution:
     findings: dict[str, int]
     pruned: bool = False
     tasks: dict[str, str] = field(default_factory=dict)  # task -> what its client heard
+    nemesis: pd.DataFrame = field(default_factory=pd.DataFrame)  # the faults' steps, as events
+
+    def events(self) -> list[history.Event]:
+        """The schedule's history: the clients' attempts and the faults, on the step clock."""
+        return history.from_records(self.records, self.nemesis)
 
     @property
     def failed(self) -> bool:
@@ -210,7 +216,7 @@ class Explorer:
         design = self._design()
         design.catalog  # read here, not in the first order's first step  # noqa: B018
         moves: list[Move] = []
-        crashed: set[str] = set()
+        crashed: dict[str, int] = {}  # task -> the steps run before its app died
         with ExitStack() as stack:
             scheduler = stack.enter_context(Scheduler(self.lab))
             tasks, orders = self._tasks(design, scheduler, stack)
@@ -232,7 +238,7 @@ class Explorer:
                     task = by_name[move.task]
                     if move.kind == "crash":
                         runner.crash(task)
-                        crashed.add(task.name)
+                        crashed[task.name] = len(scheduler.steps)
                     else:
                         runner.step(task)
                     last = move.task
@@ -243,12 +249,21 @@ class Explorer:
         records = _records(tasks, orders, crashed)
         try:
             _drain(design)
-            report = check_lab(self.lab, initial, records, redis_view=design.uses_redis)
+            report = check_lab(
+                self.lab,
+                initial,
+                records,
+                redis_view=design.uses_redis,
+                task_tables=_task_tables(design),
+            )
         finally:
             design.close()
         findings = {name: int(getattr(report, name)) for name in self.find if getattr(report, name)}
         heard = dict(zip(records["task"], records["outcome"], strict=True))
-        return Execution(moves, steps, records.drop(columns="task"), report, findings, False, heard)
+        nemesis = _nemesis(steps, crashed)
+        return Execution(
+            moves, steps, records.drop(columns="task"), report, findings, False, heard, nemesis
+        )
 
     def replay(self, moves: Sequence[Move]) -> Execution:
         """Run the schedule `moves` (then the first enabled task, in order, to the end)."""
@@ -296,7 +311,10 @@ class Explorer:
             elif fault == "lost_ack":
                 ack = stack.enter_context(lost_commit_ack(self.lab.engine, times=1))
                 ack.active.clear()
-                tasks.append(Task("lost_ack", _arming(scheduler, ack.active.set)))
+                tasks.append(Task("lost_ack", _arming(scheduler, "lost_ack", ack.active.set)))
+            elif fault == "lost_reply":
+                lose = _arming(scheduler, "lost_reply", scheduler.lose_next_reply)
+                tasks.append(Task("lost_reply", lose))
             elif fault == "expiry":
                 codes = [
                     keys.anti_repeat_key(self.lab.namespace, o.order_id, o.sku)
@@ -545,9 +563,19 @@ def _deducting(design: BaseDesign, order: Order) -> Callable[[], Result]:
     return lambda: deduct_as_client(design, order)
 
 
-def _arming(scheduler: Scheduler, arm: Callable[[], None]) -> Callable[[], None]:
+_ARMED = {
+    "lost_ack": ("the next COMMIT loses its reply", Footprint(writes=frozenset({DATABASE}))),
+    "lost_reply": ("the next Redis reply is lost", Footprint(writes=frozenset({EVERYTHING}))),
+}
+
+
+def _arming(scheduler: Scheduler, fault: str, arm: Callable[[], None]) -> Callable[[], None]:
+    """A fault task of one step: it arms `fault` where the schedule puts it (the footprint
+    makes it conflict with the steps it can strike)."""
+    label, footprint = _ARMED[fault]
+
     def body() -> None:
-        scheduler.boundary("fault", "the next COMMIT loses its reply", _WHOLE_DATABASE)
+        scheduler.boundary("fault", label, footprint)
         arm()
 
     return body
@@ -561,10 +589,27 @@ def _expiring(scheduler: Scheduler, lab: Lab, codes: list[str]) -> Callable[[], 
     return body
 
 
-_WHOLE_DATABASE = Footprint(writes=frozenset({DATABASE}))
+def _task_tables(design: BaseDesign) -> list[Any]:
+    """The design's task tables (none but the task engine's): known, so not reflected."""
+    store = getattr(design, "store", None)
+    return [] if store is None else list(store.tables)
 
 
-def _records(tasks: list[Task], orders: dict[str, Order], crashed: set[str]) -> pd.DataFrame:
+def _nemesis(steps: Sequence[Step], crashed: dict[str, int]) -> pd.DataFrame:
+    """The faults' steps and the crashes as the nemesis's events (t_s: the step number)."""
+    rows = [
+        {"t_s": float(step.number), "event": "strike", "fault": step.task, "detail": step.label}
+        for step in steps
+        if participant(step.task) == "nemesis"
+    ]
+    rows += [
+        {"t_s": n + 0.5, "event": "strike", "fault": "crash", "detail": f"{task}'s app dies"}
+        for task, n in crashed.items()
+    ]
+    return pd.DataFrame(rows, columns=["t_s", "event", "fault", "detail"]).sort_values("t_s")
+
+
+def _records(tasks: list[Task], orders: dict[str, Order], crashed: Collection[str]) -> pd.DataFrame:
     """One record per order task, on the schedule's clock: invoked just before its first step,
     completed after its last."""
     rows = []

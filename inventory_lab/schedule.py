@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from sqlalchemy import event
 
 from inventory_lab.lab import Lab
@@ -36,6 +37,7 @@ EVERYTHING = "*"  # a command whose keys we cannot name conflicts with every oth
 _READS = {"GET", "HGET", "HMGET", "HGETALL", "EXISTS", "HEXISTS", "PTTL", "TTL", "WATCH"}
 _NO_KEYS = {"MULTI", "EXEC", "DISCARD", "UNWATCH", "PING", "CLIENT", "ECHO", "SELECT", "HELLO"}
 _ALL_KEYS_ARE_ARGS = {"DEL", "EXISTS", "WATCH", "UNLINK"}
+_HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT"}
 _SCRIPTS = {"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO"}
 _WHOLE_SERVER = {"SCRIPT", "FLUSHALL", "FLUSHDB", "SCAN", "KEYS"}
 
@@ -118,6 +120,7 @@ class Scheduler:
         self._local = threading.local()
         self._cond = threading.Condition()
         self._patched: list[Any] = []
+        self._lose_reply = False
         self.steps: list[Step] = []
 
     # --- hooks --------------------------------------------------------------------------------
@@ -150,19 +153,41 @@ class Scheduler:
 
     def _wrap(self, conn: Any) -> None:
         send, read = conn.send_packed_command, conn.read_response
+        conn_state = threading.local()
 
         def sending(command: Any, *args: Any, **kwargs: Any) -> Any:
             commands = parse_packed(command)
-            self.boundary("redis", describe_commands(commands), footprint_of(commands))
+            # A new connection's handshake belongs to the step that needed the connection.
+            conn_state.handshake = all(words[0].upper() in _HANDSHAKE for words in commands)
+            if not conn_state.handshake:
+                self.boundary("redis", describe_commands(commands), footprint_of(commands))
             return send(command, *args, **kwargs)
 
         def reading(*args: Any, **kwargs: Any) -> Any:
+            if getattr(conn_state, "handshake", False):
+                return read(*args, **kwargs)
+            if self._reply_doomed():
+                conn.disconnect()  # the command ran (it was sent); its reply is lost
+                raise redis.ConnectionError("connection lost before the reply (scheduled fault)")
             reply = read(*args, **kwargs)
             self._note_reply(reply)
             return reply
 
         conn.send_packed_command, conn.read_response = sending, reading
         self._patched.append(conn)
+
+    def lose_next_reply(self) -> None:
+        """Arm a fault: the next reply a task reads from Redis is lost (a dropped connection)."""
+        self._lose_reply = True
+
+    def _reply_doomed(self) -> bool:
+        task = self._task()
+        if not self._lose_reply or task is None or task.free:
+            return False
+        self._lose_reply = False
+        if self.steps:
+            self.steps[-1].replies.append("(reply lost)")
+        return True
 
     def _on_begin(self, conn: Any) -> None:
         # A transaction opened inside another (reflection on a second connection, say) is part
