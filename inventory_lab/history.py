@@ -8,6 +8,12 @@ is sent and a completion when the client hears back:
   itself, bad input, a throttled request);
 - `info`: the client never learned what happened (`unknown`): the attempt may take effect at any
   moment after its invocation, even after the run ends.
+A read of the stock (`f` "read") is an invocation `{"sku": ...}` and an `ok` with `{"sku": ...,
+"value": units}`; it changes nothing. `from_records(..., final_stock=...)` appends one read per
+SKU after everything else: the final state read back, as Jepsen's final reads, by a process of
+its own once every client has finished. Answers alone cannot show some oversells (an unknown
+deduct that landed and an accepted one, from one unit: drop the unknown and the answers fit);
+the stock read back at the end does.
 The nemesis's faults are events of the process "nemesis" (an `info` for each start, end or
 strike). A process whose attempt ended `info` never invokes again: as in Jepsen, the client goes
 on as a new process (its number plus the number of clients, once per `info`).
@@ -27,7 +33,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,7 +45,7 @@ from inventory_lab.orders import Outcome
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 NEMESIS = "nemesis"
-DEDUCT = "deduct"
+DEDUCT, READ = "deduct", "read"
 
 # What each outcome means for the history: a definite answer, nothing happened, or unknown.
 COMPLETION = {
@@ -62,16 +68,18 @@ class Event:
     time_s: float
     process: int | str  # a client's number, or "nemesis"
     type: str  # invoke | ok | fail | info
-    f: str  # "deduct", or the nemesis's fault name
+    f: str  # "deduct", "read", or the nemesis's fault name
     value: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """An invocation paired with its completion: one attempt to deduct `qty` of `sku`.
+    """An invocation paired with its completion: one attempt to deduct `qty` of `sku`, or (`f`
+    "read") one read of `sku`'s stock that saw `value` units.
 
     `end_s` is infinite for an attempt whose outcome is unknown: it may take effect any time
-    after `start_s`."""
+    after `start_s`. A read has no order line (`order_id` "", `qty` 0); its outcome is
+    `accepted` when it answered, `error` when it failed."""
 
     process: int
     order_id: str
@@ -81,10 +89,17 @@ class Operation:
     start_s: float
     end_s: float
     index: int = 0  # the invocation's place in the history
+    f: str = DEDUCT
+    value: int | None = None  # the units a read saw
 
     @property
     def type(self) -> str:
         return COMPLETION[self.outcome]
+
+    @property
+    def name(self) -> str:
+        """How an explanation names it: the order id, or the process's read."""
+        return self.order_id if self.f == DEDUCT else f"process {self.process}'s read"
 
 
 RECORD_COLUMNS = ("order_id", "sku", "qty", "client", "start_s", "end_s", "outcome")
@@ -92,14 +107,24 @@ NEMESIS_COLUMNS = ("t_s", "event", "fault")
 
 
 def from_records(
-    records: pd.DataFrame, nemesis: pd.DataFrame | Iterable[Any] | None = None
+    records: pd.DataFrame,
+    nemesis: pd.DataFrame | Iterable[Any] | None = None,
+    *,
+    final_stock: Mapping[str, int] | None = None,
 ) -> list[Event]:
     """The history of a run from its records (one row per attempt: order_id, sku, qty, client,
     start_s, end_s, outcome, detail) and the nemesis's events (a frame with columns t_s, event,
     fault, detail, or `NemesisEvent`s, or dicts with those keys).
 
+    `final_stock` (units per SKU, as the database holds them at the end) adds the final state
+    read back, as Jepsen's final reads: after every other event, a process of its own (one
+    above the highest process in the history) reads each SKU in turn, in SKU order, each read
+    an invocation and its `ok` a millisecond (on the explorer's clock, a thousandth of a step)
+    after the last event.
+
     Bad records (a missing column, an unknown outcome, an attempt that ends before it starts)
-    raise `InvalidInput`."""
+    and a final stock that is no whole number raise `InvalidInput`."""
+    finals = _final_stock(final_stock)
     missing = [name for name in RECORD_COLUMNS if name not in records.columns]
     if missing:
         raise InvalidInput(f"records lack the columns {missing}")
@@ -133,7 +158,35 @@ def from_records(
     for seq, item in enumerate(_nemesis_rows(nemesis)):
         raw.append((item["t_s"], 0, -1 - seq, NEMESIS, INFO, item["fault"], item))
     raw.sort(key=lambda e: (e[0], e[1], e[2]))
-    return [Event(i, t, p, kind, f, v) for i, (t, _, _, p, kind, f, v) in enumerate(raw)]
+    events = [Event(i, t, p, kind, f, v) for i, (t, _, _, p, kind, f, v) in enumerate(raw)]
+    if finals:
+        events.extend(_final_reads(events, finals))
+    return events
+
+
+def _final_stock(final_stock: Mapping[str, int] | None) -> dict[str, int]:
+    """The final stock checked before anything is built; numpy's integers (a frame's cells)
+    are taken as Python's."""
+    if final_stock is None:
+        return {}
+    finals = {}
+    for sku, units in final_stock.items():
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral):
+            raise InvalidInput(f"final stock of {sku!r} must be an integer, got {units!r}")
+        finals[str(sku)] = int(units)
+    return finals
+
+
+def _final_reads(events: list[Event], finals: dict[str, int]) -> list[Event]:
+    clients = [event.process for event in events if event.process != NEMESIS]
+    process = max((int(p) for p in clients), default=-1) + 1
+    at = (events[-1].time_s if events else 0.0) + 0.001
+    reads = []
+    for sku in sorted(finals):
+        index = len(events) + len(reads)
+        reads.append(Event(index, at, process, INVOKE, READ, {"sku": sku}))
+        reads.append(Event(index + 1, at, process, OK, READ, {"sku": sku, "value": finals[sku]}))
+    return reads
 
 
 def _text(detail: Any) -> str:
@@ -179,12 +232,15 @@ def _reader(row: Any) -> Any:
 
 
 def operations(events: Iterable[Event]) -> list[Operation]:
-    """Each client invocation paired with its completion (an invocation left without one is
-    unknown, as if it had ended `info`). The nemesis's events are left out."""
+    """Each client invocation paired with its completion (a deduct left without one is
+    unknown, as if it had ended `info`). The nemesis's events are left out.
+
+    A read that ended `info` or never answered is dropped: a read changes nothing, so one whose
+    answer nobody heard says nothing about the stock. A failed read stays, as `error`."""
     open_ops: dict[int | str, Event] = {}
     paired: list[Operation] = []
     for event in events:
-        if event.process == NEMESIS or event.f != DEDUCT:
+        if event.process == NEMESIS or event.f not in (DEDUCT, READ):
             continue
         if event.type == INVOKE:
             if event.process in open_ops:
@@ -194,9 +250,16 @@ def operations(events: Iterable[Event]) -> list[Operation]:
         start = open_ops.pop(event.process, None)
         if start is None:
             raise ValueError(f"process {event.process} completed an operation it never invoked")
+        if start.f != event.f:
+            raise ValueError(f"process {event.process} invoked {start.f} but completed {event.f}")
+        if start.f == READ:
+            if event.type != INFO:
+                paired.append(_read_operation(start, event))
+            continue
         paired.append(_operation(start, Outcome(event.value["outcome"]), event.time_s))
     for start in open_ops.values():
-        paired.append(_operation(start, Outcome.UNKNOWN, math.inf))
+        if start.f == DEDUCT:
+            paired.append(_operation(start, Outcome.UNKNOWN, math.inf))
     return sorted(paired, key=lambda op: op.index)
 
 
@@ -211,6 +274,25 @@ def _operation(start: Event, outcome: Outcome, end_s: float) -> Operation:
         start_s=start.time_s,
         end_s=math.inf if outcome == Outcome.UNKNOWN else end_s,
         index=start.index,
+    )
+
+
+def _read_operation(start: Event, end: Event) -> Operation:
+    answered = end.type == OK
+    seen = end.value.get("value")
+    if answered and (isinstance(seen, bool) or not isinstance(seen, numbers.Integral)):
+        raise ValueError(f"process {end.process}'s read answered {end.value!r}: no whole value")
+    return Operation(
+        process=int(start.process),
+        order_id="",
+        sku=str(start.value["sku"]),
+        qty=0,
+        outcome=Outcome.ACCEPTED if answered else Outcome.ERROR,
+        start_s=start.time_s,
+        end_s=end.time_s,
+        index=start.index,
+        f=READ,
+        value=int(seen) if answered else None,
     )
 
 
@@ -316,6 +398,7 @@ def to_edn(events: Iterable[Event]) -> str:
 
     {:index 0, :time 82422, :type :invoke, :process 1, :f :deduct, :value {:order-id "o-1",
     :sku "sku-0001", :qty 1}}
+    {:index 9, :time 7001000000, :type :ok, :process 2, :f :read, :value {:sku "sku-1", :value -1}}
 
     `:time` in integer nanoseconds; type, f, the process `:nemesis`, the value's keys and its
     outcome, event and fault are keywords, with `_` written `-` as Clojure spells them; strings

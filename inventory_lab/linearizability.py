@@ -16,8 +16,14 @@ checked on its own, from its initial stock). State: units left and the order lin
 - `error`, `rejected`, `throttled` (`fail`) did not happen and are left out;
 - `unknown` (`info`) may take effect at any instant after its start, with whatever answer, or
   never. Taking effect with an answer that changes nothing is the same as never: the search only
-  ever applies an unknown operation as `accepted`. So the state is a function of the set of
-  operations linearized, and that set alone is the memo's key.
+  ever applies an unknown operation as `accepted`.
+`read()` answers the units left and changes nothing: a read that answered linearizes at one
+instant inside its interval and must see exactly the units left there (one that failed or was
+never heard says nothing and is left out). The model never takes the stock below zero (a deduct
+of more than is left answers `sold_out`), so a read of a negative stock is always invalid: it is
+how a final read (history.from_records's `final_stock`) shows an oversell the answers hide.
+Neither reads nor answers that change nothing touch the state, so the state is a function of
+the set of operations linearized, and that set alone is the memo's key.
 
 Real time. `check_operations` reads seconds: A precedes B when A ended strictly before B began;
 two operations that touch at one instant are taken as overlapping (Porcupine's convention: it can
@@ -31,9 +37,10 @@ earliest completion after which no linearization exists: the prefix before it fi
 with it does not. That completion's operation, the culprit, is what broke the history; the window
 is the culprit plus every operation of that prefix overlapping it in real time, the operations
 whose order against it is free. Every other operation of the prefix ended before the culprit
-began. The explanation replays the furthest order the search found (Knossos's final paths) and
-says, at the stock it reached, why no remaining answer fits. A binary search over the
-completions finds the prefix: log2(n) searches on top of the first.
+began. The explanation replays the furthest order the search found (Knossos's final paths: the
+one placing the most definite answers, then the longest; an unknown operation applied explains
+nothing by itself) and says, at the stock it reached, why no remaining answer fits. A binary
+search over the completions finds the prefix: log2(n) searches on top of the first.
 
 The search checks the clock every few hundred configurations; past `time_limit_s` (one budget
 for the whole check) the verdict is `unknown`, or, when the history is already known not to fit,
@@ -50,7 +57,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from inventory_lab.errors import InvalidInput
-from inventory_lab.history import FAIL, INFO, Event, Operation, operations
+from inventory_lab.history import DEDUCT, FAIL, INFO, OK, READ, Event, Operation, operations
 from inventory_lab.orders import Outcome
 
 VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
@@ -63,10 +70,11 @@ _PATH_SHOWN = 6  # steps of the furthest order an explanation prints
 class Verdict:
     """The checker's answer for a whole history.
 
-    `linearization` (valid): per SKU, one order that fits, with the unknown operations that took
-    effect (as `accepted`) in their place and the others dropped. `culprit` and `window`
-    (invalid): the operation whose completion broke the history, and it plus the operations
-    overlapping it, by start. `explored`: configurations visited, over every search run."""
+    `linearization` (valid): per SKU, one order that fits, reads included, with the unknown
+    operations that took effect (as `accepted`) in their place and the others dropped.
+    `culprit` and `window` (invalid): the operation whose completion broke the history, and it
+    plus the operations overlapping it, by start. `explored`: configurations visited, over
+    every search run."""
 
     result: str  # valid | invalid | unknown
     sku: str | None = None  # the SKU found invalid (or unknown); None when valid
@@ -90,6 +98,7 @@ class _Op:
     end: float  # math.inf when the answer is unknown, or not heard yet in a prefix
     definite: bool
     running: bool = False  # completed after the prefix this search reads ends
+    final: bool = False  # a read that began after every other operation of its SKU began
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ def check_history(
 def brute_force(ops: Iterable[Operation], initial: Mapping[str, int]) -> bool:
     """Linearizable? By trying every real-time-respecting order of the definite operations and
     every subset of the unknown ones; independent of the search, for tests on small histories."""
-    ops = [op for op in ops if op.type != FAIL]
+    ops = [op for op in ops if _says_something(op)]
     _validate(ops, initial)
     groups: dict[str, list[Operation]] = defaultdict(list)
     for op in ops:
@@ -184,28 +193,52 @@ def _item(op: Operation, start: float, end: float) -> _Op:
     return _Op(op, start, end if definite else math.inf, definite)
 
 
+def _says_something(op: Operation) -> bool:
+    """A failed deduct did not happen; a read says something only if it answered."""
+    return op.type == OK if op.f == READ else op.type != FAIL
+
+
+def _with_final_reads(group: list[_Op]) -> list[_Op]:
+    """Mark the reads that began after every other operation of the group began (how the
+    explanation names them: "the final read")."""
+    starts = sorted(item.start for item in group)
+    latest_other = starts[-2] if len(starts) > 1 else -math.inf
+    return [
+        replace(item, final=True)
+        if item.op.f == READ and item.start > latest_other and item.start == starts[-1]
+        else item
+        for item in group
+    ]
+
+
 def _validate(ops: Sequence[Operation], initial: Mapping[str, int]) -> None:
     for sku, units in initial.items():
         if isinstance(units, bool) or not isinstance(units, int) or units < 0:
             raise InvalidInput(f"initial stock of {sku!r} must be an integer >= 0, got {units!r}")
     for op in ops:
         if op.sku not in initial:
-            raise InvalidInput(f"operation of {op.order_id!r} on SKU {op.sku!r}: no initial stock")
-        if op.qty <= 0:
+            raise InvalidInput(f"operation of {op.name!r} on SKU {op.sku!r}: no initial stock")
+        if op.f == READ:
+            if isinstance(op.value, bool) or not isinstance(op.value, int):
+                raise InvalidInput(f"{op.name} answered, but its value {op.value!r} is no integer")
+        elif op.f != DEDUCT:
+            raise InvalidInput(f"operation {op.f!r} of {op.name!r}: the stock has deduct and read")
+        elif op.qty <= 0:
             raise InvalidInput(f"operation of {op.order_id!r}: quantity {op.qty} is not positive")
         if not op.end_s >= op.start_s:
-            raise InvalidInput(f"operation of {op.order_id!r} ends before it starts")
+            raise InvalidInput(f"operation of {op.name!r} ends before it starts")
 
 
 def _check(items: list[_Op], initial: Mapping[str, int], time_limit_s: float) -> Verdict:
     if not time_limit_s > 0:
         raise InvalidInput(f"time_limit_s must be > 0, got {time_limit_s!r}")
-    items = [item for item in items if item.op.type != FAIL]
+    items = [item for item in items if _says_something(item.op)]
     _validate([item.op for item in items], initial)
     deadline = _Deadline(time_limit_s)
     groups: dict[str, list[_Op]] = {sku: [] for sku in sorted({item.op.sku for item in items})}
     for item in items:
         groups[item.op.sku].append(item)
+    groups = {sku: _with_final_reads(group) for sku, group in groups.items()}
     explored = 0
     orders: dict[str, tuple[Operation, ...]] = {}
     unknown_sku: str | None = None
@@ -234,7 +267,11 @@ def _search(
     ops = sorted(items, key=lambda item: (item.start, item.op.index))
     by_end = sorted(range(len(ops)), key=lambda i: ops[i].end)
     lines: dict[str, int] = {}
-    line_bit = [1 << lines.setdefault(item.op.order_id, len(lines)) for item in ops]
+    # A read has no order line: no bit, so it never reads or marks one as done.
+    line_bit = [
+        0 if item.op.f == READ else 1 << lines.setdefault(item.op.order_id, len(lines))
+        for item in ops
+    ]
     done_bits = sum(1 << bit for line, bit in lines.items() if line in done)
     must = sum(1 << i for i, item in enumerate(ops) if item.definite)
     if not must:
@@ -253,6 +290,8 @@ def _search(
 
     def step(i: int, units: int, done: int) -> tuple[int, int] | None:
         item = ops[i]
+        if item.op.f == READ:
+            return (units, done) if item.op.value == units else None
         answer = _answer(units, bool(done & line_bit[i]), item.op.qty)
         if item.definite and answer != item.op.outcome:
             return None
@@ -267,6 +306,7 @@ def _search(
     frames: list[list] = [[0, units, done_bits, candidates(0), 0]]
     path: list[_Step] = []
     furthest: tuple[list[_Step], int, int, int] = ([], 0, units, done_bits)
+    reach = (0, 0)  # definite answers placed and steps of the furthest order
     while frames:
         frame = frames[-1]
         mask, left, done, ready, k = frame
@@ -287,8 +327,8 @@ def _search(
         path.append(_Step(ops[i], left, after[0]))
         if new_mask & must == must:
             return _Search(VALID, tuple(path), (), len(seen))
-        if len(path) > len(furthest[0]):
-            furthest = (list(path), new_mask, *after)
+        if (placed := ((new_mask & must).bit_count(), len(path))) > reach:
+            reach, furthest = placed, (list(path), new_mask, *after)
         if len(seen) % _CLOCK_EVERY == 0 and deadline.passed():
             return _Search(UNKNOWN, (), (), len(seen))
         frames.append([new_mask, *after, candidates(new_mask), 0])
@@ -309,6 +349,11 @@ def _answer(units: int, line_done: bool, qty: int) -> Outcome:
 
 def _why_not(item: _Op, units: int, line_done: bool) -> str:
     op = item.op
+    if op.f == READ:
+        said = f"{_name(item)} saw {op.value}"
+        if op.value is not None and op.value < 0:
+            return f"{said}, but no order leaves fewer than 0"
+        return f"{said}, but {units} left"
     said = f"{op.order_id} answered {op.outcome.value} for {op.qty}"
     if line_done:
         return f"{said}, but its line was already done (the answer would be duplicate)"
@@ -353,11 +398,14 @@ def _invalid(
 
 
 def _prefix(group: list[_Op], t: float) -> list[_Op]:
-    """The operations invoked by t; those not completed by t become unknown."""
+    """The operations invoked by t; those not completed by t become unknown, except reads,
+    which change nothing: a read not heard by t says nothing and is left out."""
     return [
-        item if item.end <= t else _Op(item.op, item.start, math.inf, False, item.definite)
+        item
+        if item.end <= t
+        else replace(item, end=math.inf, definite=False, running=item.definite)
         for item in group
-        if item.start <= t
+        if item.start <= t and (item.end <= t or item.op.f != READ)
     ]
 
 
@@ -374,14 +422,13 @@ def _explain(
     smallest: bool,
     deadline: _Deadline,
 ) -> str:
-    culprit = culprits[0].op
     inside = {item.op.index for item in window}
     path = list(failed.path)
     first = next((n for n, s in enumerate(path) if s.item.op.index in inside), len(path))
     stock = path[first].before if first < len(path) else (path[-1].after if path else units)
     listed = ", ".join(_label(item) for item in window)
     lines = [
-        f"SKU {sku}: once {culprit.order_id}'s answer ({culprit.outcome.value}) is heard, no order "
+        f"SKU {sku}: once {_heard(culprits[0])} is heard, no order "
         "of the history so far gives every answer; every earlier prefix has one"
         + ("" if smallest else " (time ran out: an earlier completion may already break it)"),
         f"window: stock {stock}: {listed}; " + _window_claim(window, stock, path[:first], deadline),
@@ -412,13 +459,28 @@ def _window_claim(window: list[_Op], stock: int, before: list[_Step], deadline: 
     return "(time ran out before these were tried alone)"
 
 
+def _name(item: _Op) -> str:
+    return "the final read" if item.final else item.op.name
+
+
+def _heard(item: _Op) -> str:
+    op = item.op
+    if op.f == READ:
+        return f"{_name(item)} (saw {op.value})"
+    return f"{op.order_id}'s answer ({op.outcome.value})"
+
+
 def _said(item: _Op) -> str:
     op = item.op
+    if op.f == READ:
+        return f"{_name(item)} saw {op.value}"
     return f"{op.order_id} {op.outcome.value if item.definite else 'unknown, took effect'}"
 
 
 def _label(item: _Op) -> str:
     op = item.op
+    if op.f == READ:
+        return f"{_name(item)} saw {op.value}"
     if item.running:
         answer = "still running"
     elif not item.definite:
@@ -439,6 +501,10 @@ def _in_real_time(order: Sequence[Operation]) -> bool:
 def _replays(order: Sequence[Operation], units: int) -> bool:
     done: set[str] = set()
     for op in order:
+        if op.f == READ:
+            if op.value != units:
+                return False
+            continue
         answer = _answer(units, op.order_id in done, op.qty)
         if op.type != INFO and answer != op.outcome:
             return False
