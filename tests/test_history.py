@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,6 +22,7 @@ from inventory_lab.history import (
     INVOKE,
     NEMESIS,
     OK,
+    READ,
     RECORD_COLUMNS,
     Event,
     export,
@@ -217,6 +219,99 @@ def test_an_invocation_left_open_is_unknown_and_a_malformed_history_is_refused()
     done = Event(0, 1.0, 0, OK, "deduct", {"order_id": "o-1", "outcome": "accepted"})
     with pytest.raises(ValueError, match="never invoked"):
         operations([done])
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def read(index: int, time_s: float, process: int, type_: str, **value) -> Event:
+    return Event(index, time_s, process, type_, READ, {"sku": "s", **value})
+
+
+def test_final_stock_appends_one_read_per_sku_after_everything_by_a_process_of_its_own():
+    frame = records(
+        ("o-1", 0, 0.0, 1.0, "unknown"),  # client 0 goes on as process 2
+        ("o-2", 0, 1.0, 2.0, "accepted"),
+        ("o-3", 1, 0.5, 1.5, "sold_out"),
+    )
+    frame.loc[2, "sku"] = "sku-0002"
+    nemesis = [NemesisEvent(3.0, "end", "rewarm")]  # the last event: reads come after it
+    plain = from_records(frame, nemesis)
+    events = from_records(frame, nemesis, final_stock={"sku-0002": 0, "sku-0001": -1})
+    assert events[: len(plain)] == plain
+    reads = events[len(plain) :]
+    assert [(e.index, e.process, e.type, e.f, e.value) for e in reads] == [
+        (7, 3, INVOKE, READ, {"sku": "sku-0001"}),
+        (8, 3, OK, READ, {"sku": "sku-0001", "value": -1}),
+        (9, 3, INVOKE, READ, {"sku": "sku-0002"}),
+        (10, 3, OK, READ, {"sku": "sku-0002", "value": 0}),
+    ]
+    assert all(e.time_s > 3.0 for e in reads)
+    assert_well_formed(events)
+    ops = operations(events)
+    assert [(op.f, op.sku, op.value, op.order_id, op.qty) for op in ops[-2:]] == [
+        (READ, "sku-0001", -1, "", 0),
+        (READ, "sku-0002", 0, "", 0),
+    ]
+    assert all(op.type == OK for op in ops[-2:])
+    assert from_records(frame, nemesis, final_stock={}) == plain
+
+
+def test_final_reads_of_an_empty_run_and_numpy_units():
+    empty = records()
+    events = from_records(empty, final_stock={"sku-1": np.int64(4)})
+    assert [(e.process, e.type, e.value) for e in events] == [
+        (0, INVOKE, {"sku": "sku-1"}),
+        (0, OK, {"sku": "sku-1", "value": 4}),
+    ]
+    assert type(events[1].value["value"]) is int  # JSON and EDN write it as a number
+
+
+@pytest.mark.parametrize("units", [True, 1.5, "3", None])
+def test_a_final_stock_that_is_no_whole_number_is_refused(units):
+    with pytest.raises(InvalidInput, match="final stock of 'sku-1'"):
+        from_records(records(("o-1", 0, 0.0, 1.0, "accepted")), final_stock={"sku-1": units})
+
+
+def test_operations_keep_answered_reads_and_drop_the_unheard_ones():
+    events = [
+        read(0, 0.0, 0, INVOKE),
+        read(1, 1.0, 0, OK, value=3),
+        read(2, 1.0, 1, INVOKE),
+        read(3, 2.0, 1, FAIL),
+        read(4, 2.0, 2, INVOKE),
+        read(5, 3.0, 2, INFO),  # never heard: says nothing
+        read(6, 4.0, 3, INVOKE),  # never answered: dropped too, not made unknown
+    ]
+    ops = operations(events)
+    assert [(op.process, op.outcome, op.type, op.value) for op in ops] == [
+        (0, Outcome.ACCEPTED, OK, 3),
+        (1, Outcome.ERROR, FAIL, None),
+    ]
+    assert (ops[0].start_s, ops[0].end_s, ops[0].name) == (0.0, 1.0, "process 0's read")
+
+
+def test_a_read_completed_as_a_deduct_or_without_its_value_is_refused():
+    deduct_done = Event(1, 1.0, 0, OK, "deduct", {"order_id": "o-1", "outcome": "accepted"})
+    with pytest.raises(ValueError, match="invoked read but completed deduct"):
+        operations([read(0, 0.0, 0, INVOKE), deduct_done])
+    for seen in ({}, {"value": "3"}, {"value": True}):
+        with pytest.raises(ValueError, match="no whole value"):
+            operations([read(0, 0.0, 0, INVOKE), read(1, 1.0, 0, OK, **seen)])
+
+
+def test_reads_round_trip_as_json_lines_and_write_as_edn():
+    events = from_records(records(("o-1", 0, 0.0, 7.0, "accepted")), final_stock={"sku-1": -1})
+    assert read_jsonl(io.StringIO(to_jsonl(events))) == events
+    *_, invoke, done = to_edn(events).splitlines()
+    assert invoke == (
+        '{:index 2, :time 7001000000, :type :invoke, :process 1, :f :read, :value {:sku "sku-1"}}'
+    )
+    assert done == (
+        "{:index 3, :time 7001000000, :type :ok, :process 1, :f :read, "
+        ':value {:sku "sku-1", :value -1}}'
+    )
+    assert read_edn(to_edn(events))[-1]["value"] == {"sku": "sku-1", "value": -1}
 
 
 # --- a real workload --------------------------------------------------------------------------
