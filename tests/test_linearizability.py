@@ -4,6 +4,7 @@ brute force on random small histories, histories of real runs, the window, the t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from inventory_lab import history
 from inventory_lab.errors import InvalidInput
 from inventory_lab.experiment import run_experiment
-from inventory_lab.history import Event, Operation
+from inventory_lab.explorer import Spec, explore
+from inventory_lab.history import READ, Event, Operation
 from inventory_lab.lab import open_lab
 from inventory_lab.linearizability import (
     brute_force,
@@ -34,6 +36,12 @@ def op(order_id: str, outcome: Outcome, start: float, end: float = 0.0, *, qty: 
     return Operation(0, order_id, sku, qty, outcome, float(start), float(end), index)
 
 
+def rd(value: int, start: float, end: float, *, sku: str = "A", outcome: Outcome = ACC,
+       process: int = 9) -> Operation:  # fmt: skip
+    """A read of `sku` that saw `value` units (outcome accepted: it answered)."""
+    return Operation(process, "", sku, 0, outcome, float(start), float(end), 0, READ, value)
+
+
 def numbered(*ops: Operation) -> list[Operation]:
     return [Operation(**{**_fields(o), "index": i}) for i, o in enumerate(ops)]
 
@@ -50,6 +58,10 @@ def replays(order: list[Operation], units: int) -> bool:
     """The model, written again here: does this order give every definite answer?"""
     done: set[str] = set()
     for o in order:
+        if o.f == READ:
+            if o.value != units:
+                return False
+            continue
         answer = DUP if o.order_id in done else ACC if units >= o.qty else SOLD
         if o.outcome != UNK and answer != o.outcome:
             return False
@@ -236,6 +248,87 @@ def test_a_time_limit_must_be_positive_and_brute_force_stays_small():
         brute_force(many, {"A": 10})
 
 
+# --- reads ------------------------------------------------------------------------------------
+
+
+def test_a_read_sees_exactly_the_units_left():
+    ops = numbered(op("o-1", ACC, 0, 1), rd(1, 2, 3), op("o-2", ACC, 4, 5), rd(0, 6, 7))
+    verdict = check_operations(ops, {"A": 2})
+    assert verdict.valid
+    assert [o.value if o.f == READ else o.order_id for o in verdict.linearization["A"]] == [
+        "o-1", 1, "o-2", 0,
+    ]  # fmt: skip
+    wrong = numbered(op("o-1", ACC, 0, 1), rd(2, 2, 3), op("o-2", ACC, 4, 5))
+    verdict = check_operations(wrong, {"A": 2})
+    assert verdict.result == "invalid" and verdict.culprit.f == READ
+    assert ids(verdict.window) == [""]  # the read alone: o-1 ended before it began
+    assert "process 9's read saw 2, but 1 left" in verdict.explanation  # not the final read
+    assert brute_force(ops, {"A": 2}) and not brute_force(wrong, {"A": 2})
+
+
+def test_a_read_concurrent_with_a_deduct_may_see_either_value():
+    for seen, first in ((1, READ), (0, "deduct")):
+        ops = numbered(op("o-1", ACC, 0, 3), rd(seen, 1, 2))
+        verdict = check_operations(ops, {"A": 1})
+        assert verdict.valid, seen
+        assert verdict.linearization["A"][0].f == first
+    assert check_operations(numbered(op("o-1", ACC, 0, 3), rd(2, 1, 2)), {"A": 1}).result == (
+        "invalid"
+    )
+    # once the deduct has ended, a later read can no longer see the unit it took
+    assert check_operations(numbered(op("o-1", ACC, 0, 1), rd(1, 2, 3)), {"A": 1}).result == (
+        "invalid"
+    )
+
+
+def test_a_read_of_a_negative_stock_is_always_invalid():
+    ops = numbered(op("o-1", ACC, 0, 1), op("o-2", SOLD, 2, 3), rd(-1, 4, 5))
+    verdict = check_operations(ops, {"A": 1})
+    assert verdict.result == "invalid"
+    assert "the final read saw -1, but no order leaves fewer than 0" in verdict.explanation
+    assert "once the final read (saw -1) is heard" in describe(verdict)
+
+
+def test_reads_that_did_not_answer_say_nothing_and_bad_reads_are_refused():
+    ops = numbered(
+        op("o-1", ACC, 0, 1),
+        rd(7, 2, 3, outcome=ERR),  # failed: its value (none really) is not read
+        rd(7, 2, math.inf, outcome=UNK),
+        rd(5, 2, 3, sku="no-such-sku", outcome=ERR),
+    )
+    verdict = check_operations(ops, {"A": 1})
+    assert verdict.valid and ids(verdict.linearization["A"]) == ["o-1"]
+    assert brute_force(ops, {"A": 1})
+    for bad in (rd(None, 0, 1), rd(True, 0, 1)):
+        with pytest.raises(InvalidInput, match="is no integer"):
+            check_operations([bad], {"A": 1})
+    with pytest.raises(InvalidInput, match="no initial stock"):
+        check_operations([rd(0, 0, 1, sku="B")], {"A": 1})
+
+
+def test_the_lost_ack_oversell_shows_only_in_the_final_read():
+    # o-1's commit landed but its reply was lost (unknown), o-2 accepted, stock 1.
+    answers = [op("o-1", UNK, 0), op("o-2", ACC, 1, 2)]
+    assert check_operations(numbered(*answers), {"A": 1}).valid  # drop o-1: the answers fit
+    oversold = numbered(*answers, rd(-1, 3, 3))
+    verdict = check_operations(oversold, {"A": 1})
+    assert verdict.result == "invalid" and verdict.culprit.f == READ
+    assert not brute_force(oversold, {"A": 1})
+    assert check_operations(numbered(*answers, rd(0, 3, 3)), {"A": 1}).valid
+
+
+def test_the_explorer_lost_ack_failure_is_linearizable_in_answers_but_not_in_the_final_read():
+    found = explore(Spec("two_gate_lua", faults=("lost_ack",), as_written=True))
+    records = found.shrunk.records
+    final = found.shrunk.report.per_sku.set_index("sku")["db_final"]["sku-1"]
+    assert final == -1  # two ledger rows from one unit
+    assert check_history(history.from_records(records), {"sku-1": 1}).valid
+    events = history.from_records(records, final_stock={"sku-1": final})
+    verdict = check_history(events, {"sku-1": 1})
+    assert verdict.result == "invalid" and verdict.culprit.f == READ
+    assert "the final read saw -1, but no order leaves fewer than 0" in verdict.explanation
+
+
 # --- the search against brute force -----------------------------------------------------------
 
 
@@ -258,6 +351,10 @@ def small_histories(draw):
                 index=index,
             )
         )
+    for _ in range(draw(st.integers(0, 2))):
+        start = draw(st.integers(0, 8))
+        read = rd(draw(st.integers(-1, 3)), start, start + draw(st.integers(0, 4)))
+        ops.append(replace(read, sku=draw(st.sampled_from(skus)), index=len(ops)))
     return ops, initial
 
 
