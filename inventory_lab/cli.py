@@ -27,7 +27,14 @@ from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, machine, run_experiment, source_commit
-from inventory_lab.explorer import DEFAULT_FIND, FINDINGS, Spec, explore, format_schedule
+from inventory_lab.explorer import (
+    DEFAULT_FIND,
+    FINDINGS,
+    Exploration,
+    Spec,
+    explore,
+    format_schedule,
+)
 from inventory_lab.explorer import FAULTS as EXPLORE_FAULTS
 from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
@@ -245,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     explore_cmd.add_argument(
         "--history", default=None, help="write the failing schedule's history (.jsonl or .edn)"
     )
+    explore_cmd.add_argument(
+        "--diagram", default=None, help="draw the failing schedule (.png, .svg or .pdf)"
+    )
     explore_cmd.add_argument("--json", action="store_true", help="print one JSON object")
 
     runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
@@ -294,6 +304,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _draw_schedule(result: Exploration, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, no window
+    import matplotlib.pyplot as plt
+
+    from inventory_lab.plots import schedule_diagram
+
+    assert result.shrunk is not None and result.shrunk_spec is not None
+    ax = schedule_diagram(
+        result.shrunk,
+        title=f"{result.shrunk_spec.describe()}: {', '.join(result.shrunk.findings)}",
+        source=f"inventory-lab explore, fakeredis + SQLite, {machine()}",
+    )
+    ax.figure.savefig(path, bbox_inches="tight", dpi=120)
+    plt.close(ax.figure)
+
+
 def _check_history_path(path: str) -> None:
     history.export_format(path)
     if not Path(path).parent.is_dir():
@@ -318,6 +346,12 @@ def _explore(args: argparse.Namespace) -> int:
         raise LabError(str(exc)) from None
     if args.history is not None:  # a name it cannot write is refused before the search
         _check_history_path(args.history)
+    if args.diagram is not None:
+        diagram = Path(args.diagram)
+        if diagram.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise LabError("--diagram: the file must end in .png, .svg or .pdf")
+        if not diagram.parent.is_dir():
+            raise LabError(f"--diagram: no directory {str(diagram.parent)!r}")
     result = explore(
         spec,
         find=find,
@@ -329,7 +363,9 @@ def _explore(args: argparse.Namespace) -> int:
         shrink=not args.no_shrink,
     )
     if args.history is not None and result.shrunk is not None:
-        history.export(history.from_records(result.shrunk.records), args.history)
+        history.export(result.shrunk.events(), args.history)
+    if args.diagram is not None and result.shrunk is not None:
+        _draw_schedule(result, args.diagram)
     if args.json:
         print(json.dumps(result.summary()))
         return 0

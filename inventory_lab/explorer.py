@@ -43,7 +43,7 @@ from inventory_lab import history, keys
 from inventory_lab.backends import DEFAULT_SQLITE_DIR
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import BaseDesign, design_class
-from inventory_lab.faults import lost_commit_ack
+from inventory_lab.faults import LostCommitAck, lost_commit_ack
 from inventory_lab.lab import Lab, open_lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.schedule import DATABASE, EVERYTHING, Footprint, Scheduler, Step, Task
@@ -195,6 +195,7 @@ class Explorer:
         self.spec = spec
         self.find = tuple(find)
         self._start: _Snapshot | None = None
+        self._ack: LostCommitAck | None = None  # this run's, when `lost_ack` is scheduled
 
     # --- one schedule -------------------------------------------------------------------------
 
@@ -217,6 +218,7 @@ class Explorer:
         design.catalog  # read here, not in the first order's first step  # noqa: B018
         moves: list[Move] = []
         crashed: dict[str, int] = {}  # task -> the steps run before its app died
+        self._ack = None
         with ExitStack() as stack:
             scheduler = stack.enter_context(Scheduler(self.lab))
             tasks, orders = self._tasks(design, scheduler, stack)
@@ -240,7 +242,10 @@ class Explorer:
                         runner.crash(task)
                         crashed[task.name] = len(scheduler.steps)
                     else:
-                        runner.step(task)
+                        struck = self._ack.struck if self._ack is not None else 0
+                        step = runner.step(task)
+                        if self._ack is not None and self._ack.struck > struck:
+                            step.replies.append("(COMMIT's reply lost)")
                     last = move.task
             steps = list(scheduler.steps)
         if pruned:
@@ -311,6 +316,7 @@ class Explorer:
             elif fault == "lost_ack":
                 ack = stack.enter_context(lost_commit_ack(self.lab.engine, times=1))
                 ack.active.clear()
+                self._ack = ack
                 tasks.append(Task("lost_ack", _arming(scheduler, "lost_ack", ack.active.set)))
             elif fault == "lost_reply":
                 lose = _arming(scheduler, "lost_reply", scheduler.lose_next_reply)
@@ -769,3 +775,28 @@ def _wrapped(label: str, width: int = 48) -> str:
             line = f"{line}; {part}" if line else part
     lines.append(line)
     return "\n".join(lines)
+
+
+def steps_of(design: str, *, qty: int = 1, stock: int = 1, as_written: bool = False) -> list[Step]:
+    """A design's deduction as its steps: one order alone, run step by step (item 1 of the
+    explorer: what each design does at the boundaries where another client can get in)."""
+    spec = Spec(design, orders=1, stock=stock, qty=(qty,), as_written=as_written)
+    with embedded_lab() as lab:
+        return Explorer(lab, spec).replay([]).steps
+
+
+def steps_table(designs: Sequence[str], **options: Any) -> pd.DataFrame:
+    """`steps_of` for several designs, one row per step: design, step, the task that took it
+    (the order, or the task engine's executor), kind, what was sent."""
+    rows = [
+        {
+            "design": name,
+            "step": step.number,
+            "task": step.task,
+            "kind": step.kind,
+            "sent": step.label,
+        }
+        for name in designs
+        for step in steps_of(name, **options)
+    ]
+    return pd.DataFrame(rows, columns=["design", "step", "task", "kind", "sent"])

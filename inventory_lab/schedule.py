@@ -20,16 +20,21 @@ reduction sound without parsing SQL.)
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 import redis
 from sqlalchemy import event
 
+from inventory_lab import scripts
 from inventory_lab.lab import Lab
+from inventory_lab.scripts import lua_source
 
 DATABASE = "db"  # a transaction's footprint: the whole database
 EVERYTHING = "*"  # a command whose keys we cannot name conflicts with every other step
@@ -409,10 +414,18 @@ def describe_commands(commands: Sequence[Sequence[str]]) -> str:
             parts.append(name)
         elif name in _SCRIPTS:
             count = int(words[2])
-            parts.append(f"{name} {words[1][:7]} {' '.join(_key(k) for k in words[3 : 3 + count])}")
+            script = _script_names().get(words[1], words[1][:7])
+            parts.append(f"{name} {script} {' '.join(_key(k) for k in words[3 : 3 + count])}")
         else:
             parts.append(" ".join([name, *(_key(w) for w in words[1:3])]))
     return " | ".join(parts)
+
+
+@cache
+def _script_names() -> dict[str, str]:
+    """The lab's Lua scripts by SHA1, so that a step reads `EVALSHA gate1`, not a hash."""
+    names = [p.name[:-4] for p in files(scripts).iterdir() if p.name.endswith(".lua")]
+    return {hashlib.sha1(lua_source(n).encode()).hexdigest(): n for n in names}
 
 
 def _key(word: str) -> str:

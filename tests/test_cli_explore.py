@@ -122,3 +122,18 @@ def test_explore_refuses_a_history_in_a_missing_directory_before_the_search(caps
     assert main(["explore", "--design", "naive", "--history", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "directory" in captured.err
+
+
+def test_explore_draws_the_failing_schedule(capsys, tmp_path):
+    target = tmp_path / "schedule.png"
+    code = main(["explore", "--design", "naive", "--diagram", str(target)])
+    assert code == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explore_refuses_a_diagram_it_cannot_write_before_the_search(capsys, tmp_path):
+    code = main(["explore", "--design", "naive", "--diagram", str(tmp_path / "x.gif")])
+    assert code == 2
+    assert "--diagram" in capsys.readouterr().err
+    code = main(["explore", "--design", "naive", "--diagram", str(tmp_path / "gone" / "x.png")])
+    assert code == 2

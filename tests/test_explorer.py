@@ -297,3 +297,83 @@ def test_a_lab_can_be_explored_for_another_design_after_a_redis_design(lab):
     Explorer(lab, Spec("two_gate_lua", orders=2, stock=1)).replay([])
     execution = Explorer(lab, Spec("naive", orders=2, stock=1)).replay([])
     assert execution.tasks == {"o-1": "accepted", "o-2": "sold_out"}
+
+
+# --- steps, faults on the wire, the schedule's history ------------------------------------------
+
+
+def test_steps_of_each_design_are_its_round_trips_and_transactions():
+    from inventory_lab.explorer import steps_of
+
+    naive = steps_of("naive")
+    assert [s.kind for s in naive] == ["sql", "sql"]
+    assert naive[0].sent[0] == "BEGIN" and naive[0].sent[-1] == "ROLLBACK"
+    lua = steps_of("two_gate_lua")
+    assert [s.kind for s in lua] == ["redis", "sql"]
+    assert lua[0].label.startswith("EVALSHA gate1 ")  # the script by its name, not its SHA
+    commands = steps_of("two_gate", qty=2)  # refused: decrement, give back, free the code
+    assert [s.kind for s in commands] == ["redis"] * 4
+    assert commands[2].label.startswith("EVALSHA give_back")
+    assert commands[3].label.startswith("DEL ")
+
+
+def test_steps_table_names_the_task_engine_executor():
+    from inventory_lab.explorer import steps_table
+
+    table = steps_table(["db_only", "task_engine"])
+    assert set(table["design"]) == {"db_only", "task_engine"}
+    engine = table[table["design"] == "task_engine"]
+    assert set(engine["task"]) == {"o-1", "executor"}
+    assert engine["sent"].str.contains("INSERT tasks_0").any()
+    assert list(table.columns) == ["design", "step", "task", "kind", "sent"]
+
+
+def test_a_lost_redis_reply_leaves_the_decrement_behind(lab):
+    spec = Spec("two_gate", faults=("lost_reply",))
+    _, found = search(lab, spec, find=("false_sold_out",))
+    failure = found.failure
+    assert failure is not None
+    lost = [s for s in failure.steps if "(reply lost)" in s.replies]
+    assert len(lost) == 1 and lost[0].kind == "redis"
+    # the client whose reply was lost heard an error; the unit stays taken in Redis until
+    # reconciliation: an undersell, never an oversell
+    assert "error" in failure.tasks.values()
+    assert failure.report is not None and failure.report.oversold == 0
+    assert not any(s.label.startswith(("HELLO", "CLIENT")) for s in failure.steps)
+
+
+def test_a_lost_commit_reply_is_marked_on_its_step(lab):
+    spec = Spec("two_gate_lua", faults=("lost_ack",), as_written=True)
+    _, found = search(lab, spec, find=SAFETY)
+    assert found.failure is not None
+    marked = [s for s in found.failure.steps if "(COMMIT's reply lost)" in s.replies]
+    assert len(marked) == 1 and marked[0].sent[-1] == "COMMIT"
+
+
+def test_the_schedules_history_has_the_faults_as_nemesis_events(lab):
+    from inventory_lab import history
+
+    spec = Spec("two_gate_lua", faults=("rewarm",), as_written=True)
+    _, found = search(lab, spec, find=SAFETY)
+    failure = found.failure
+    assert failure is not None
+    events = failure.events()
+    nemesis = [e for e in events if e.process == history.NEMESIS]
+    rewarm_steps = [s for s in failure.steps if s.task == "rewarm"]
+    assert len(nemesis) == len(rewarm_steps) >= 1
+    assert all(e.f == "rewarm" and e.type == history.INFO for e in nemesis)
+    clients = [e for e in events if e.process != history.NEMESIS]
+    assert len(clients) == 2 * len(failure.records)
+    assert [e.index for e in events] == list(range(len(events)))
+
+
+def test_a_crash_is_a_nemesis_event_of_the_history(lab):
+    from inventory_lab import history
+
+    spec = Spec("two_gate_lua", faults=("crash",))
+    _, found = search(lab, spec)  # a crash between the gates leaves a unit unsold
+    failure = found.failure
+    assert failure is not None and "false_sold_out" in failure.findings
+    crashes = [e for e in failure.events() if e.f == "crash"]
+    assert len(crashes) == 1 and crashes[0].process == history.NEMESIS
+    assert "unknown" in failure.tasks.values()

@@ -6,7 +6,7 @@ finds its charts next to it:
 - `architecture` (00): `lab_architecture`, the lab drawn from its registry, backends, checker
   and faults;
 - `races` (01, 03, 04, 08): `race_timeline`, `outcome_counts`;
-- `sequence` (03): `sequence_diagram`;
+- `sequence` (03, 13): `sequence_diagram`; `schedule_diagram`, a schedule the explorer found;
 - `gate_one` (03, 05): `in_process_comparison`, the designs side by side in one process;
   `findings_by_variant`, a finding that should be zero, one bar per gate-1 variant;
 - `throughput` (02, 06, 07): `throughput_vs_concurrency`, `throughput_by_design`;
@@ -41,7 +41,7 @@ from inventory_lab.plots.measuring import (
     throughput_latency,
 )
 from inventory_lab.plots.races import outcome_counts, race_timeline
-from inventory_lab.plots.sequence import sequence_diagram
+from inventory_lab.plots.sequence import schedule_diagram, sequence_diagram
 from inventory_lab.plots.task_engine import (
     backlog_chart,
     drain_rate_chart,
@@ -70,6 +70,7 @@ __all__ = [
     "outcome_counts",
     "race_timeline",
     "review_heatmap",
+    "schedule_diagram",
     "sequence_diagram",
     "task_state_diagram",
     "task_timeline",

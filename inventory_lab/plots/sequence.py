@@ -1,5 +1,6 @@
-"""The sequence diagram of one order through the gates (notebook 03): one lifeline per
-participant (client, Redis, database), one numbered arrow per step, drawn from a list of steps.
+"""Sequence diagrams: one order through the gates (notebook 03), and a schedule the explorer
+found (notebook 13): one lifeline per participant (clients, the nemesis, Redis, the database),
+one numbered arrow per step, drawn from a list of steps.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Iterable
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
+from inventory_lab.explorer import Execution, diagram_steps
 from inventory_lab.plots.common import _label
 
 _HEAD_BOX = {"boxstyle": "round,pad=0.5", "facecolor": "#e8eef4", "edgecolor": "0.35"}
@@ -100,3 +102,23 @@ def sequence_diagram(
             source, xy=(0.0, 0.0), xycoords="axes fraction", va="top", fontsize=8, color="0.35"
         )
     return ax
+
+
+def schedule_diagram(
+    execution: Execution,
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    source: str | None = None,
+) -> Axes:
+    """One schedule of the explorer as a sequence diagram (notebook 13): the orders' clients on
+    the left in order, then the nemesis (a fault's step is a note on it), then Redis and the
+    database; one arrow per step, with what came back."""
+    steps = diagram_steps(execution)
+    seen = dict.fromkeys(name for step in steps for name in step[:2])
+    order = [name for name in seen if name not in _SERVERS and name != "nemesis"]
+    order += [name for name in ("nemesis", *_SERVERS) if name in seen]
+    return sequence_diagram(steps, ax, participants=order, title=title, source=source)
+
+
+_SERVERS = ("Redis", "database")
