@@ -134,9 +134,15 @@ class Execution:
     tasks: dict[str, str] = field(default_factory=dict)  # task -> what its client heard
     nemesis: pd.DataFrame = field(default_factory=pd.DataFrame)  # the faults' steps, as events
 
-    def events(self) -> list[history.Event]:
-        """The schedule's history: the clients' attempts and the faults, on the step clock."""
-        return history.from_records(self.records, self.nemesis)
+    def events(self, *, final_reads: bool = True) -> list[history.Event]:
+        """The schedule's history: the clients' attempts and the faults, on the step clock,
+        and (`final_reads`) the stock the database holds at the end, read back after it all:
+        without it, an oversell whose first client heard nothing fits the answers."""
+        final = None
+        if final_reads and self.report is not None and len(self.report.per_sku):
+            per_sku = self.report.per_sku
+            final = dict(zip(per_sku["sku"], per_sku["db_final"], strict=True))
+        return history.from_records(self.records, self.nemesis, final_stock=final)
 
     @property
     def failed(self) -> bool:

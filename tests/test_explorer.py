@@ -377,3 +377,25 @@ def test_a_crash_is_a_nemesis_event_of_the_history(lab):
     crashes = [e for e in failure.events() if e.f == "crash"]
     assert len(crashes) == 1 and crashes[0].process == history.NEMESIS
     assert "unknown" in failure.tasks.values()
+
+
+@pytest.mark.parametrize("stock", [1, 2])
+def test_linearizability_with_final_reads_agrees_with_the_checker_on_every_naive_schedule(
+    lab, stock
+):
+    """Two judges, one from the final state and one from the answers plus a final read: on
+    every schedule of naive's two orders, the history is invalid exactly when the checker
+    finds units oversold or unaccounted for (a lost update)."""
+    from inventory_lab import linearizability
+
+    explorer = Explorer(lab, Spec("naive", orders=2, stock=stock), find=SAFETY)
+    runs = all_schedules(explorer)
+    verdicts = set()
+    for execution in runs:
+        report = execution.report
+        assert report is not None
+        broken = report.oversold > 0 or report.unaccounted > 0
+        verdict = linearizability.check_history(execution.events(), {"sku-1": stock})
+        assert (verdict.result == linearizability.INVALID) == broken, execution.moves
+        verdicts.add(verdict.result)
+    assert verdicts == {linearizability.VALID, linearizability.INVALID}  # both kinds occur
