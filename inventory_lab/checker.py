@@ -83,6 +83,14 @@ class CheckReport:
             and self.converged is not False
         )
 
+    @property
+    def final_stock(self) -> dict[str, int]:
+        """Units per SKU the database held at the end (a history's final reads)."""
+        if not len(self.per_sku):
+            return {}
+        finals = zip(self.per_sku["sku"], self.per_sku["db_final"], strict=True)
+        return {str(sku): int(units) for sku, units in finals}
+
     def summary(self) -> dict[str, object]:
         return {
             "oversold": self.oversold,

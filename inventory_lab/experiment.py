@@ -105,8 +105,9 @@ class Experiment:
     design: Design  # the instance, closed; its counters (given_back, watch_retries…) stay
 
     def events(self) -> list[Event]:
-        """The run's history: each attempt an invocation and its completion (history.py)."""
-        return from_records(self.records)
+        """The run's history: each attempt an invocation and its completion, then the final
+        stock read back (history.py)."""
+        return from_records(self.records, final_stock=self.check.final_stock)
 
 
 def run_experiment(

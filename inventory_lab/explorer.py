@@ -138,10 +138,7 @@ class Execution:
         """The schedule's history: the clients' attempts and the faults, on the step clock,
         and (`final_reads`) the stock the database holds at the end, read back after it all:
         without it, an oversell whose first client heard nothing fits the answers."""
-        final = None
-        if final_reads and self.report is not None and len(self.report.per_sku):
-            per_sku = self.report.per_sku
-            final = dict(zip(per_sku["sku"], per_sku["db_final"], strict=True))
+        final = self.report.final_stock if final_reads and self.report is not None else None
         return history.from_records(self.records, self.nemesis, final_stock=final)
 
     @property

@@ -208,8 +208,9 @@ class SeedRun:
 
     def events(self) -> list[Event]:
         """The run's history: the clients' invocations and completions and the nemesis's
-        events, on one clock (history.py)."""
-        return from_records(self.records, self.history)
+        events, on one clock, then the stock the run left read back, before any repair
+        (history.py)."""
+        return from_records(self.records, self.history, final_stock=self.before.final_stock)
 
     @property
     def drift_before(self) -> int:

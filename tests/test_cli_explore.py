@@ -102,6 +102,11 @@ def test_explore_writes_the_failing_schedules_history_as_edn(capsys, tmp_path):
     assert main([*args, "--history", str(path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     lines = path.read_text(encoding="utf-8").splitlines()
+    # the final stock read back comes last: one read of the one SKU, which saw 0 after the
+    # lost update (two sold, one deducted)
+    *lines, read_invoke, read_done = lines
+    assert ":f :read" in read_invoke and ":type :invoke" in read_invoke
+    assert read_done.endswith(':value {:sku "sku-1", :value 0}}')
     pattern = re.compile(r"^\{:index (\d+), :time (\d+), :type :(\w+), :process (\d+), :f :deduct")
     by_process: dict[str, list[str]] = defaultdict(list)
     indices = []

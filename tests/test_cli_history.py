@@ -41,9 +41,12 @@ def test_run_writes_a_history_whose_events_pair_up(capsys, tmp_path):
     assert main(run_args(tmp_path, str(path))) == 0
     report = json.loads(capsys.readouterr().out)  # stdout is still one JSON object
     events = read_jsonl(path)
-    ops = operations(events)
-    assert len(ops) == report["attempts"] == sum(e.type == INVOKE for e in events)
-    assert len(events) == 2 * report["attempts"]  # no invocation left open
+    ops = [op for op in operations(events) if op.f == "deduct"]
+    reads = [e for e in events if e.f == "read"]
+    assert len(ops) == report["attempts"] == sum(e.type == INVOKE for e in events) - len(reads) / 2
+    # no invocation left open; then one final read per SKU
+    assert len(events) == 2 * report["attempts"] + len(reads)
+    assert reads and events[-len(reads) :] == reads
     assert sum(op.outcome == "accepted" for op in ops) == report["accepted"]
     assert sum(e.type == INFO for e in events) == report["unknown"] > 0
 
@@ -53,9 +56,12 @@ def test_run_writes_edn_when_asked(capsys, tmp_path):
     assert main(run_args(tmp_path, str(path))) == 0
     report = json.loads(capsys.readouterr().out)
     lines = path.read_text(encoding="utf-8").split("\n")[:-1]
-    assert len(lines) == 2 * report["attempts"]
-    assert all(line.startswith("{:index ") and ":f :deduct" in line for line in lines)
-    assert sum(":type :invoke" in line for line in lines) == report["attempts"]
+    deducts = [line for line in lines if ":f :deduct" in line]
+    reads = [line for line in lines if ":f :read" in line]
+    assert len(deducts) == 2 * report["attempts"] and len(deducts) + len(reads) == len(lines)
+    assert all(line.startswith("{:index ") for line in lines)
+    assert sum(":type :invoke" in line for line in deducts) == report["attempts"]
+    assert reads and lines[-len(reads) :] == reads  # the final stock, read back last
 
 
 @pytest.mark.parametrize("name, message", [("run.json", ".jsonl"), ("gone/run.edn", "directory")])

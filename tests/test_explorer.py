@@ -362,8 +362,10 @@ def test_the_schedules_history_has_the_faults_as_nemesis_events(lab):
     rewarm_steps = [s for s in failure.steps if s.task == "rewarm"]
     assert len(nemesis) == len(rewarm_steps) >= 1
     assert all(e.f == "rewarm" and e.type == history.INFO for e in nemesis)
-    clients = [e for e in events if e.process != history.NEMESIS]
+    clients = [e for e in events if e.process != history.NEMESIS and e.f == history.DEDUCT]
     assert len(clients) == 2 * len(failure.records)
+    reads = [e for e in events if e.f == history.READ]
+    assert events[-2:] == reads and reads[-1].value["value"] == -1  # the oversold stock
     assert [e.index for e in events] == list(range(len(events)))
 
 

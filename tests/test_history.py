@@ -17,6 +17,7 @@ import pytest
 from inventory_lab.errors import InvalidInput
 from inventory_lab.experiment import run_experiment
 from inventory_lab.history import (
+    DEDUCT,
     FAIL,
     INFO,
     INVOKE,
@@ -329,10 +330,16 @@ def test_a_real_history_never_has_a_process_invoke_twice_without_a_completion(re
     unknown = int((resent_run.records["outcome"] == "unknown").sum())
     assert unknown > 0  # the renaming is exercised
     assert_well_formed(events)
-    assert len(events) == 2 * len(resent_run.records)
-    # one new process per unknown outcome, beyond the clients themselves
-    assert len({e.process for e in events}) <= 6 + unknown
-    ops = operations(events)
+    deducts = [e for e in events if e.f == DEDUCT]
+    reads = [e for e in events if e.f == READ]
+    assert len(deducts) == 2 * len(resent_run.records)
+    # then the final stock read back, one read per SKU, after everything else
+    assert len(reads) == 2 * 2 and events[-len(reads) :] == reads
+    final = resent_run.check.final_stock
+    assert {e.value["sku"]: e.value["value"] for e in reads if e.type == OK} == final
+    # one new process per unknown outcome, beyond the clients themselves and the reader
+    assert len({e.process for e in deducts}) <= 6 + unknown
+    ops = [op for op in operations(events) if op.f == DEDUCT]
     assert len(ops) == len(resent_run.records)
     assert sorted(op.outcome.value for op in ops) == sorted(resent_run.records["outcome"])
 
@@ -347,7 +354,9 @@ def test_a_review_run_carries_the_nemesis_events_on_the_clients_clock(default_la
     assert {(e.type, e.f) for e in faults} == {(INFO, "db_outage")}
     assert [e.value["event"] for e in faults] == list(run.history.sort_values("t_s")["event"])
     assert_well_formed(events)
-    assert len(operations(events)) == len(run.records)
+    assert len([op for op in operations(events) if op.f == DEDUCT]) == len(run.records)
+    reads = [e for e in events if e.f == READ and e.type == OK]
+    assert {e.value["sku"]: e.value["value"] for e in reads} == run.before.final_stock
     # the outage shows in what the clients heard while it lasted
     assert any(e.type in (FAIL, INFO) for e in events if e.process != NEMESIS)
 
