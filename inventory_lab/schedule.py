@@ -412,6 +412,10 @@ def describe_commands(commands: Sequence[Sequence[str]]) -> str:
         name = words[0].upper()
         if name in ("MULTI", "EXEC"):
             parts.append(name)
+        elif name == "SCRIPT" and len(words) > 2:  # EXISTS <sha>… or LOAD <source>
+            sub = words[1].upper()
+            named = [_script_names().get(w, w[:7]) for w in words[2:]] if sub == "EXISTS" else []
+            parts.append(" ".join([name, sub, *named]))
         elif name in _SCRIPTS:
             count = int(words[2])
             script = _script_names().get(words[1], words[1][:7])

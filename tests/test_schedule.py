@@ -263,3 +263,24 @@ def test_leaving_the_block_abandons_paused_tasks_and_removes_the_hooks(naive):
     # no hooks left: a deduction outside any schedule runs straight through
     assert design.deduct(Order("o-2", SKU, 1)).outcome == Outcome.ACCEPTED
     assert design.stock(SKU) == 0
+
+
+def test_scripts_are_named_in_step_labels():
+    import hashlib
+
+    from inventory_lab.schedule import describe_commands
+    from inventory_lab.scripts import lua_source
+
+    sha = {name: hashlib.sha1(lua_source(name).encode()).hexdigest() for name in ("gate1", "warm")}
+    label = describe_commands(
+        [
+            ["EVALSHA", sha["gate1"], "2", "ns:{s}:ar:o-1", "ns:{s}:stock", "1", "10000"],
+            ["SCRIPT", "EXISTS", sha["warm"]],
+            ["SCRIPT", "LOAD", "return 1"],
+            ["EVALSHA", "0" * 40, "1", "ns:{s}:stock"],
+        ]
+    )
+    assert label == (
+        "EVALSHA gate1 {s}:ar:o-1 {s}:stock | SCRIPT EXISTS warm | SCRIPT LOAD"
+        " | EVALSHA 0000000 {s}:stock"
+    )
