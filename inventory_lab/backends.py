@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import fakeredis
 import redis
@@ -154,6 +154,39 @@ def serve_fake_redis() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def hooked_connections(client: redis.Redis, hook: Callable[[Any], None]) -> Iterator[None]:
+    """While the block runs, `hook(conn)` runs once on each connection `client`'s pool hands
+    out, to set instance attributes over its methods (`send_packed_command`, `read_response`):
+    how the lab meters round trips, injects faults and schedules steps, on fakeredis and on real
+    Redis alike. A connection an enclosing hook already patched is left to it. On leaving, the
+    attributes each hook set are removed and the pool hands out connections as before."""
+    pool = client.connection_pool
+    original_get = pool.get_connection
+    enclosing = vars(pool).get("get_connection")  # an enclosing hook's, restored on leaving
+    added: list[tuple[Any, set[str]]] = []
+
+    def get_connection(*args: Any, **kwargs: Any) -> Any:
+        conn = original_get(*args, **kwargs)
+        if "send_packed_command" not in vars(conn):
+            before = set(vars(conn))
+            hook(conn)
+            added.append((conn, set(vars(conn)) - before))
+        return conn
+
+    pool.get_connection = get_connection  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if enclosing is None:
+            del pool.get_connection
+        else:
+            pool.get_connection = enclosing  # type: ignore[method-assign]
+        for conn, names in added:
+            for name in names:
+                delattr(conn, name)
 
 
 # --- SQL ---------------------------------------------------------------------------------------

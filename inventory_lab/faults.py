@@ -34,13 +34,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, Protocol
 
 import redis
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from inventory_lab.backends import hooked_connections
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Result
 
@@ -277,13 +278,12 @@ def lost_commit_ack(engine: Engine, *, times: int = 1) -> Iterator[LostCommitAck
 
 
 class _ConnectionHook(_Switchable):
-    """Hooks every connection the client's pool hands out (as `redis_meter` does): `_sending`
-    runs before a command is sent, `_reading` before its reply is read."""
+    """Hooks every connection the client's pool hands out (`backends.hooked_connections`):
+    `_sending` runs before a command is sent, `_reading` before its reply is read."""
 
     def __init__(self, client: redis.Redis, probability: float = 1.0, seed: int = 0) -> None:
         super().__init__(probability, seed)
         self.client = client
-        self._patched: list[Any] = []
 
     def _sending(self, conn: Any, state: threading.local) -> None: ...
 
@@ -302,25 +302,14 @@ class _ConnectionHook(_Switchable):
             return read(*args, **kwargs)
 
         conn.send_packed_command, conn.read_response = sending, reading
-        self._patched.append(conn)
 
     def __enter__(self) -> _ConnectionHook:
-        pool = self.client.connection_pool
-        original_get = pool.get_connection
-
-        def get_connection(*args: Any, **kwargs: Any) -> Any:
-            conn = original_get(*args, **kwargs)
-            if "send_packed_command" not in vars(conn):
-                self._wrap(conn)
-            return conn
-
-        pool.get_connection = get_connection  # type: ignore[method-assign]
+        self._hooks = ExitStack()
+        self._hooks.enter_context(hooked_connections(self.client, self._wrap))
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        del self.client.connection_pool.get_connection
-        for conn in self._patched:
-            del conn.send_packed_command, conn.read_response
+        self._hooks.close()
 
 
 class RedisConnectionsKilled(_ConnectionHook):

@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from inventory_lab.backends import hooked_connections
+
 
 class RoundTripMeter:
     def __init__(self) -> None:
@@ -35,21 +37,9 @@ class RoundTripMeter:
 def metered(client: redis.Redis) -> Iterator[RoundTripMeter]:
     """Count the round trips `client` makes inside the block."""
     meter = RoundTripMeter()
-    pool = client.connection_pool
-    original_get = pool.get_connection
-    patched: list[Any] = []
 
-    def get_connection(*args: Any, **kwargs: Any) -> Any:
-        conn = original_get(*args, **kwargs)
-        if "send_packed_command" not in vars(conn):
-            conn.send_packed_command = meter._wrap(conn.send_packed_command)
-            patched.append(conn)
-        return conn
+    def count(conn: Any) -> None:
+        conn.send_packed_command = meter._wrap(conn.send_packed_command)
 
-    pool.get_connection = get_connection  # type: ignore[method-assign]
-    try:
+    with hooked_connections(client, count):
         yield meter
-    finally:
-        del pool.get_connection
-        for conn in patched:
-            del conn.send_packed_command

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
@@ -33,6 +33,7 @@ import redis
 from sqlalchemy import event
 
 from inventory_lab import scripts
+from inventory_lab.backends import hooked_connections
 from inventory_lab.lab import Lab
 from inventory_lab.scripts import lua_source
 
@@ -124,23 +125,14 @@ class Scheduler:
         self.step_timeout_s = step_timeout_s
         self._local = threading.local()
         self._cond = threading.Condition()
-        self._patched: list[Any] = []
         self._lose_reply = False
         self.steps: list[Step] = []
 
     # --- hooks --------------------------------------------------------------------------------
 
     def __enter__(self) -> Scheduler:
-        pool = self.lab.redis.connection_pool
-        original_get = pool.get_connection
-
-        def get_connection(*args: Any, **kwargs: Any) -> Any:
-            conn = original_get(*args, **kwargs)
-            if "send_packed_command" not in vars(conn):
-                self._wrap(conn)
-            return conn
-
-        pool.get_connection = get_connection  # type: ignore[method-assign]
+        self._hooks = ExitStack()
+        self._hooks.enter_context(hooked_connections(self.lab.redis, self._wrap))
         event.listen(self.lab.engine, "begin", self._on_begin)
         event.listen(self.lab.engine, "commit", self._on_commit)
         event.listen(self.lab.engine, "rollback", self._on_rollback)
@@ -152,9 +144,7 @@ class Scheduler:
         event.remove(self.lab.engine, "rollback", self._on_rollback)
         event.remove(self.lab.engine, "commit", self._on_commit)
         event.remove(self.lab.engine, "begin", self._on_begin)
-        del self.lab.redis.connection_pool.get_connection
-        for conn in self._patched:
-            del conn.send_packed_command, conn.read_response
+        self._hooks.close()
 
     def _wrap(self, conn: Any) -> None:
         send, read = conn.send_packed_command, conn.read_response
@@ -179,7 +169,6 @@ class Scheduler:
             return reply
 
         conn.send_packed_command, conn.read_response = sending, reading
-        self._patched.append(conn)
 
     def lose_next_reply(self) -> None:
         """Arm a fault: the next reply a task reads from Redis is lost (a dropped connection)."""

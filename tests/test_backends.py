@@ -131,3 +131,33 @@ def test_the_served_fakeredis_answers_without_nagle_s_delay():
                 assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         server.server_close()
+
+
+def test_hooked_connections_patch_every_connection_and_leave_nothing_behind():
+    from inventory_lab.backends import hooked_connections, redis_client
+
+    client = redis_client("fake://hooked")
+    sent: list[bytes] = []
+
+    def hook(conn):
+        send = conn.send_packed_command
+
+        def counting(command, *args, **kwargs):
+            sent.append(command)
+            return send(command, *args, **kwargs)
+
+        conn.send_packed_command = counting
+
+    with hooked_connections(client, hook):
+        client.set("k", "1")
+        with hooked_connections(client, lambda conn: sent.append(b"inner")):
+            client.get("k")  # the pool's connection is the outer hook's: left to it
+        pipe = client.pipeline(transaction=False)
+        pipe.get("k")
+        pipe.get("k")
+        pipe.execute()  # one request, one send
+    assert len(sent) == 3 and b"inner" not in sent
+    client.get("k")  # outside the block: not counted, and the pool is its own again
+    assert len(sent) == 3
+    assert "get_connection" not in vars(client.connection_pool)
+    client.close()
