@@ -163,6 +163,19 @@ class Search:
     failure: Execution | None = None
     failures: int = 0
 
+    def count(self, execution: Execution, started: float) -> None:
+        """Add one schedule run (or pruned) to the tally; keep the first failure, and when it
+        came (`started`: the search's `time.perf_counter()` at its start)."""
+        if execution.pruned:
+            self.pruned += 1
+        else:
+            self.schedules += 1
+        if execution.failed:
+            self.failures += 1
+            if self.failure is None:
+                self.failure = execution
+                self.first_failure_s = time.perf_counter() - started
+
     @property
     def per_second(self) -> float:
         return (self.schedules + self.pruned) / self.elapsed_s if self.elapsed_s else 0.0
@@ -177,7 +190,6 @@ class _Node:
     chosen: Move
     last: str | None
     preemptions: int
-    crashes: int
     done: list[Move] = field(default_factory=list)
 
     def footprint(self, move: Move) -> Footprint:
@@ -353,17 +365,9 @@ class Explorer:
         started = time.perf_counter()
         while True:
             execution = self.run(_DfsChooser(stack, preemption_bound))
-            if execution.pruned:
-                found.pruned += 1
-            else:
-                found.schedules += 1
-            if execution.failed:
-                found.failures += 1
-                if found.failure is None:
-                    found.failure = execution
-                    found.first_failure_s = time.perf_counter() - started
-                if stop_at_first:
-                    break
+            found.count(execution, started)
+            if execution.failed and stop_at_first:
+                break
             if progress is not None:
                 progress(found)
             if not _backtrack(stack, preemption_bound):
@@ -382,13 +386,7 @@ class Explorer:
         found = Search(self.spec)
         started = time.perf_counter()
         for _ in range(runs):
-            execution = self.run(lambda enabled, _last: rng.choice(enabled)[0])
-            found.schedules += 1
-            if execution.failed:
-                found.failures += 1
-                if found.failure is None:
-                    found.failure = execution
-                    found.first_failure_s = time.perf_counter() - started
+            found.count(self.run(lambda enabled, _last: rng.choice(enabled)[0]), started)
         found.elapsed_s = time.perf_counter() - started
         return found
 
@@ -479,10 +477,9 @@ class _DfsChooser:
                 if m.task != parent.chosen.task and not fp.conflicts(chosen_fp)
             }
             preemptions = parent.preemptions + _is_preemption(parent, parent.chosen)
-            crashes = parent.crashes + (parent.chosen.kind == "crash")
         else:
-            sleep, preemptions, crashes = {}, 0, 0
-        node = _Node(enabled, sleep, Move(""), last, preemptions, crashes)
+            sleep, preemptions = {}, 0
+        node = _Node(enabled, sleep, Move(""), last, preemptions)
         options = _options(node, self.bound)
         if not options:
             return None

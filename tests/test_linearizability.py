@@ -371,6 +371,8 @@ def test_the_search_agrees_with_brute_force(case):
             assert all(not b.end_s < a.start_s for i, a in enumerate(order) for b in order[i + 1 :])
             assert replays(list(order), initial[sku])
     else:  # the window ends with its culprit's completion and holds it
+        # (start_s/end_s here are the drawn integer instants of the history, not clock
+        # readings: this is the window's definition, whatever the machine's speed)
         assert verdict.culprit in verdict.window
         assert all(o.start_s <= verdict.culprit.end_s for o in verdict.window)
 
