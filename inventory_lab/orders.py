@@ -32,6 +32,10 @@ class Outcome(enum.StrEnum):
     # that nothing was persisted and undid what it had done: the order did not happen
     UNKNOWN = "unknown"  # an error after a write was sent (Jepsen's "info"): it may or may not
     # have happened; the checker resolves it from the final state
+    IN_PROGRESS = "in_progress"  # a stored-outcome idempotency key: the first request with this
+    # key is still running (HTTP 409); nothing changed, ask again later
+    MISMATCH = "mismatch"  # the idempotency key was used before with another payload (HTTP 422);
+    # nothing changed
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ OUTCOME_COLOURS: dict[str, str] = {
     Outcome.THROTTLED.value: "#f4a261",
     Outcome.ERROR.value: "#d62828",
     Outcome.UNKNOWN.value: "#7b2cbf",
+    Outcome.IN_PROGRESS.value: "#a8dadc",
+    Outcome.MISMATCH.value: "#6d597a",
 }
 # The report's count column for each outcome, in the order bars are stacked.
 OUTCOME_COLUMNS: dict[str, str] = {
@@ -34,6 +36,8 @@ OUTCOME_COLUMNS: dict[str, str] = {
     Outcome.THROTTLED.value: "throttled",
     Outcome.ERROR.value: "errors",
     Outcome.UNKNOWN.value: "unknown",
+    Outcome.IN_PROGRESS.value: "in_progress",
+    Outcome.MISMATCH.value: "mismatch",
 }
 _MARKERS = ["o", "s", "^", "D", "v", "P"]
 _LINESTYLES = ["-", "--", ":", "-."]
