@@ -22,6 +22,12 @@ def anti_repeat_key(namespace: str, order_id: str, sku: str) -> str:
     return f"{namespace}:{{{sku}}}:ar:{order_id}"
 
 
+def idempotency_key(namespace: str, order_id: str, sku: str) -> str:
+    """The stored-outcome record of one idempotency key, order id + SKU (`stored_outcome`): a
+    hash beside the anti-repeat code, in the SKU's slot."""
+    return f"{namespace}:{{{sku}}}:idem:{order_id}"
+
+
 def namespace_pattern(namespace: str) -> str:
     """A SCAN pattern matching every key of the namespace (namespaces hold no glob characters)."""
     return f"{namespace}:*"
