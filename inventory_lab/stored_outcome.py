@@ -264,7 +264,7 @@ class ForcedRetry:
     report: CheckReport
 
 
-def retry_during_refusal(
+def forced_retry_during_refusal(
     lab: Lab,
     mode: str,
     design: str = "two_gate",
@@ -374,7 +374,8 @@ def workload_run(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`workload` (with its retries and lost replies) against `design` in `mode`, checked;
-    Redis round trips counted on the wire, memory per idempotency key measured after."""
+    Redis round trips counted on the wire (a script's first call on a server that does not
+    know it costs a NOSCRIPT and a load: a few in a run), memory per idempotency key after."""
     inner = design_class(design)(lab, **dict(options or {}))
     instance = wrap(inner, lab, mode)
     initial = workload.initial_stock()
@@ -423,7 +424,7 @@ def false_duplicates_side_by_side(
     """
     rows = []
     for mode in IDEMPOTENCY_MODES:
-        forced = retry_during_refusal(lab, mode, forced_design)
+        forced = forced_retry_during_refusal(lab, mode, forced_design)
         row: dict[str, Any] = {
             "mode": mode,
             "forced design": forced.design,

@@ -26,7 +26,7 @@ from inventory_lab.stored_outcome import (
     Verdict,
     false_duplicates_side_by_side,
     fingerprint,
-    retry_during_refusal,
+    forced_retry_during_refusal,
     wrap,
 )
 from inventory_lab.workload import Workload
@@ -297,7 +297,7 @@ def test_wrap_picks_the_mode_and_the_wrapper_is_a_design_but_no_registered_one(r
 
 
 def test_a_retry_during_a_refusal_hears_in_progress_then_the_stored_sold_out(redis_lab):
-    run = retry_during_refusal(redis_lab, "stored")
+    run = forced_retry_during_refusal(redis_lab, "stored")
     assert run.held and run.design == "two_gate+stored"
     assert run.first.outcome is Outcome.SOLD_OUT
     assert run.during.outcome is Outcome.IN_PROGRESS
@@ -308,7 +308,8 @@ def test_a_retry_during_a_refusal_hears_in_progress_then_the_stored_sold_out(red
 
 def test_the_forced_race_needs_a_design_with_a_give_back(redis_lab):
     with pytest.raises(LabError, match="no gate 1"):
-        retry_during_refusal(redis_lab, "stored", "db_only")
+        forced_retry_during_refusal(redis_lab, "stored", "db_only")
+    assert list(redis_lab.redis.scan_iter(match=keys.namespace_pattern(redis_lab.namespace))) == []
 
 
 SMALL = Workload(orders=60, skus=2, stock=12, retries=0.4, lost_replies=0.1, seed=3)
