@@ -305,11 +305,26 @@ def is_retryable(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(orig)
 
 
-def in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
+def is_deadlock(exc: DBAPIError) -> bool:
+    """The server's own deadlock error: PostgreSQL's 40P01, MariaDB/MySQL's 1213."""
+    if getattr(exc.orig, "sqlstate", None) == "40P01":
+        return True
+    args = getattr(exc.orig, "args", ())
+    return bool(args) and args[0] == 1213
+
+
+def in_transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    attempts: int = 8,
+    on_retry: Callable[[DBAPIError], None] | None = None,
+) -> T:
     """Run `work` in one transaction; re-run it when the database reports a deadlock.
 
     Under a hot row MariaDB picks deadlock victims and PostgreSQL may too; re-running the whole
     transaction is the documented answer. Any other error propagates (the transaction rolled back).
+    `on_retry(error)` is told of each re-run's cause (the designs count deadlocks with it).
     """
     for attempt in range(attempts):
         try:
@@ -318,6 +333,8 @@ def in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts:
         except DBAPIError as exc:
             if attempt == attempts - 1 or not is_retryable(exc):
                 raise
+            if on_retry is not None:
+                on_retry(exc)
             time.sleep(0.001 * 2**attempt)
     raise AssertionError("unreachable")
 

@@ -23,11 +23,15 @@ saw, and compares them with the initial stock:
 - false_duplicates: order lines answered "duplicate" (= already done) that no ledger row backs
   and no client was told were accepted: SET NX stores no outcome, so a retry racing an order
   that then fails or sells out, or one after a crash between the gates, hears a lie;
+- partial: orders (by order id) of several lines with some lines deducted and others not — a
+  checkout must be taken whole or not at all. Lines come from the records (every line of a
+  checkout is recorded); a line counts as deducted when it has a ledger row or a pending task;
 - false_sold_out: units left unsold that buyers refused as sold out could have taken — an
   undersell, not a safety breach. Per SKU, what is left is the final DB stock minus the units of
   pending tasks (stock only falls during a run, so it was there all along); the refused order
   lines are those answered `sold_out` that were never served (no ledger row, no pending task, no
-  `accepted` on a retry), each counted once. The units are the best fill of what is left with
+  `accepted` on a retry), each counted once; a checkout's lines only when every one of its
+  lines would have fit. The units are the best fill of what is left with
   whole refused quantities: the largest sum of refused quantities that is at most what is left
   (an exact subset sum, not smallest-first, which would fit 2 of {2, 3} into 4 where 3 fits).
   So 187 refusals of 1 with 4 left are 4 units, one refusal of 5 with 4 left is 0, refusals of
@@ -64,6 +68,7 @@ class CheckReport:
     lost: int
     unaccounted: int
     converged: bool | None
+    partial: int = 0  # checkouts with some lines deducted and others not
     false_sold_out: int = 0  # units left unsold that sold-out refusals could have taken
     false_sold_out_orders: int = 0  # the refused order lines behind them
     false_duplicates: int = 0
@@ -80,6 +85,7 @@ class CheckReport:
             and self.double_deducted == 0
             and self.lost == 0
             and self.unaccounted == 0
+            and self.partial == 0
             and self.converged is not False
         )
 
@@ -97,6 +103,7 @@ class CheckReport:
             "double_deducted": self.double_deducted,
             "lost": self.lost,
             "unaccounted": self.unaccounted,
+            "partial": self.partial,
             "converged": self.converged,
             "drift": dict(self.drift),
             "false_sold_out": self.false_sold_out,
@@ -161,18 +168,28 @@ def check(
     unknown_lines = set(zip(unknown["order_id"], unknown["sku"], strict=True)) - told_accepted
     unknown_persisted = len(unknown_lines & (persisted | waiting))
 
+    partial = partial_orders(records, persisted | waiting)
     told_done = records[records["outcome"] == Outcome.DUPLICATE.value]
     told_done_lines = set(zip(told_done["order_id"], told_done["sku"], strict=True))
     false_duplicates = len(told_done_lines - persisted - waiting - told_accepted)
     sold_out = records[records["outcome"] == Outcome.SOLD_OUT.value]
     refused = sold_out.drop_duplicates(["order_id", "sku"])
     served = persisted | waiting | told_accepted
+    left_of = {row["sku"]: max(row["db_final"] - pending.get(row["sku"], 0), 0) for row in rows}
+    # a checkout refused whole could have been served only if each of its lines fits
+    unfit = {
+        order_id
+        for order_id, sku, qty in zip(
+            refused["order_id"], refused["sku"], refused["qty"], strict=True
+        )
+        if qty > left_of.get(sku, 0)
+    }
     refused_qty: dict[str, list[int]] = {}
     for order_id, sku, qty in zip(refused["order_id"], refused["sku"], refused["qty"], strict=True):
-        if (order_id, sku) not in served:
+        if (order_id, sku) not in served and order_id not in unfit:
             refused_qty.setdefault(sku, []).append(int(qty))
     for row in rows:
-        left = max(row["db_final"] - pending.get(row["sku"], 0), 0)
+        left = left_of[row["sku"]]
         asked = refused_qty.get(row["sku"], [])
         row["false_sold_out"] = best_fill(asked, left)
         row["false_sold_out_orders"] = sum(1 for qty in asked if 0 < qty <= left)
@@ -195,6 +212,7 @@ def check(
         lost=lost,
         unaccounted=int(per_sku["unaccounted"].sum()) if rows else 0,
         converged=converged,
+        partial=partial,
         drift=drift,
         false_sold_out=sum(row["false_sold_out"] for row in rows),
         false_sold_out_orders=sum(row["false_sold_out_orders"] for row in rows),
@@ -204,6 +222,22 @@ def check(
         pending=pending,
         per_sku=per_sku,
     )
+
+
+def partial_orders(records: pd.DataFrame, deducted: set[tuple[str, str]]) -> int:
+    """Orders with more than one line of which some, not all, were `deducted` (order id, SKU)."""
+    lines = records.drop_duplicates(["order_id", "sku"])
+    several = lines[lines.duplicated("order_id", keep=False)]
+    if not len(several):
+        return 0
+    taken = [
+        (order_id, sku) in deducted
+        for order_id, sku in zip(several["order_id"], several["sku"], strict=True)
+    ]
+    per_order = (
+        pd.Series(taken, index=several.index).groupby(several["order_id"]).agg(["sum", "size"])
+    )
+    return int(((per_order["sum"] > 0) & (per_order["sum"] < per_order["size"])).sum())
 
 
 def best_fill(quantities: Iterable[int], room: int) -> int:

@@ -11,6 +11,10 @@ retries race their original and some arrive after it. A lost reply (`lost_replie
 nastier retry: the server ran the command, the client saw a timeout (recorded as `unknown`: its
 fate is unknown to the client) and sent the same order again at once.
 
+With `lines > 1` each order is a checkout (checkout.py) of that many distinct SKUs, drawn with the
+same skew, sent whole to the design's `place`; it is recorded one row per line, every line with
+the checkout's answer, so that the checker can tell a checkout taken in part (`partial`).
+
 What a client records is what it heard: an answer, `rejected` for bad input, and `unknown` for
 any error the design let escape (an error after a write was sent may or may not have taken
 effect; the checker resolves it from the final state). Designs that resolve such errors
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 import pandas as pd
 from tqdm import tqdm
 
+from inventory_lab.checkout import Checkout
 from inventory_lab.designs.base import Design
 from inventory_lab.errors import InvalidOrder
 from inventory_lab.orders import Order, Outcome, Result
@@ -53,7 +58,7 @@ RECORD_COLUMNS = [
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    order: Order
+    order: Order | Checkout
     attempt: int  # 0 = first send, 1.. = client retries of the same order
     reply_lost: bool = False  # the server answers, the client never hears it, and resends
 
@@ -68,6 +73,7 @@ class Workload:
     lost_replies: float = 0.0  # probability that the reply to a first send is lost
     max_qty: int = 1  # quantities are drawn from 1..max_qty
     seed: int = 42
+    lines: int = 1  # SKUs per order: > 1 makes every order a checkout, all-or-nothing
 
     def __post_init__(self) -> None:
         checks = [
@@ -78,6 +84,7 @@ class Workload:
             (0.0 <= self.retries <= 1.0, "retries must be a probability in [0, 1]"),
             (0.0 <= self.lost_replies <= 1.0, "lost_replies must be a probability in [0, 1]"),
             (self.max_qty >= 1, "max_qty must be >= 1"),
+            (1 <= self.lines <= self.skus, "lines must be in [1, skus]: distinct SKUs per order"),
         ]
         for ok, message in checks:
             if not ok:
@@ -96,13 +103,29 @@ class Workload:
         chosen = rng.choices(skus, weights=weights, k=self.orders)
         placed: list[tuple[float, Attempt]] = []
         for i, sku in enumerate(chosen):
-            order = Order(f"o-{self.seed}-{i:07d}", sku, rng.randint(1, self.max_qty))
+            order: Order | Checkout = Order(
+                f"o-{self.seed}-{i:07d}", sku, rng.randint(1, self.max_qty)
+            )
+            if self.lines > 1:
+                order = self._checkout(rng, order, skus, weights)
             lost = self.lost_replies > 0 and rng.random() < self.lost_replies
             placed.append((float(i), Attempt(order, 0, reply_lost=lost)))
             if rng.random() < self.retries:
                 placed.append((i + rng.uniform(0.0, 8.0), Attempt(order, 1)))
         placed.sort(key=lambda pair: pair[0])
         return [attempt for _, attempt in placed]
+
+    def _checkout(
+        self, rng: random.Random, first: Order, skus: list[str], weights: list[float]
+    ) -> Checkout:
+        """`first` and lines - 1 more distinct SKUs, drawn with the same skew (an order with
+        one line keeps the draws of a single-line workload: same seed, same orders)."""
+        chosen = {first.sku: first.qty}
+        while len(chosen) < self.lines:
+            sku = rng.choices(skus, weights=weights)[0]
+            if sku not in chosen:
+                chosen[sku] = rng.randint(1, self.max_qty)
+        return Checkout.of(first.order_id, chosen)
 
 
 def run_workload(
@@ -139,26 +162,28 @@ def run_workload(
             sends = [attempt.attempt]
             if attempt.reply_lost:
                 sends.append(attempt.attempt + 1)
+            lines = order.lines if isinstance(order, Checkout) else (order,)
             for n, number in enumerate(sends):
                 start = time.perf_counter()
                 result = deduct_as_client(design, order)
                 end = time.perf_counter()
                 if n < len(sends) - 1:  # the server's answer never reached the client
                     result = Result(Outcome.UNKNOWN, f"reply lost (server said {result.outcome})")
-                mine.append(
-                    [
-                        order.order_id,
-                        order.sku,
-                        order.qty,
-                        number,
-                        index,
-                        start - zero,
-                        end - zero,
-                        (end - start) * 1000.0,
-                        result.outcome.value,
-                        result.detail,
-                    ]
-                )
+                for line in lines:
+                    mine.append(
+                        [
+                            line.order_id,
+                            line.sku,
+                            line.qty,
+                            number,
+                            index,
+                            start - zero,
+                            end - zero,
+                            (end - start) * 1000.0,
+                            result.outcome.value,
+                            result.detail,
+                        ]
+                    )
             bar.update(1)
 
     threads = [
@@ -176,10 +201,12 @@ def run_workload(
     return frame.sort_values("start_s", ignore_index=True)
 
 
-def deduct_as_client(design: Design, order: Order) -> Result:
+def deduct_as_client(design: Design, order: Order | Checkout) -> Result:
     """A client's view: bad input is `rejected`; an error that escapes leaves the outcome
-    unknown."""
+    unknown. A checkout goes whole to the design's `place`."""
     try:
+        if isinstance(order, Checkout):
+            return design.place(order)  # type: ignore[attr-defined]
         return design.deduct(order)
     except InvalidOrder as exc:
         return Result(Outcome.REJECTED, str(exc))

@@ -194,6 +194,7 @@ def test_db_only_holds_every_invariant_under_concurrency_with_retries(lab):
         "double_deducted": 0,
         "lost": 0,
         "unaccounted": 0,
+        "partial": 0,
         "converged": None,
         "drift": {},
         "false_sold_out": 0,

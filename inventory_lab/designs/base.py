@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 from inventory_lab import schema
-from inventory_lab.errors import InvalidInput
+from inventory_lab.checkout import Checkout, check_checkout
+from inventory_lab.errors import InvalidInput, LabError
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Result, check_known_sku, check_order
 
@@ -27,12 +28,20 @@ class Design(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class MultiLineDesign(Design, Protocol):
+    """A design that also takes a whole checkout, all-or-nothing (`takes_lines`)."""
+
+    def place(self, checkout: Checkout) -> Result: ...
+
+
 class BaseDesign:
     """What every design shares: the lab, the catalog of known SKUs, the DB's view of stock."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     uses_redis: ClassVar[bool] = False
+    takes_lines: ClassVar[bool] = False  # `place(checkout)`: several lines, all-or-nothing
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -59,8 +68,22 @@ class BaseDesign:
         check_order(order)
         check_known_sku(order.sku, self.catalog)
 
+    def check_lines(self, checkout: Checkout) -> Checkout:
+        """`check` for every line of a checkout: bad input anywhere refuses the whole of it."""
+        check_checkout(checkout)
+        for line in checkout.lines:
+            self.check(line)
+        return checkout
+
     def deduct(self, order: Order) -> Result:
         raise NotImplementedError
+
+    def place(self, checkout: Checkout) -> Result:
+        """Deduct every line of `checkout` or none (designs with `takes_lines`)."""
+        raise LabError(
+            f"{self.name} takes one line per order; multi-line checkouts need one of "
+            "db_only, two_gate_lua, task_engine"
+        )
 
     def drain(self) -> None:
         """Nothing to wait for: a synchronous design has persisted everything it accepted."""

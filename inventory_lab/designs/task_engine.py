@@ -11,7 +11,7 @@ freed); if its outcome is unknown, it is resolved first (see `two_gate`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,9 +46,16 @@ class TaskEngineDesign(TwoGateLua):
         rewarm_minus_pending: bool = True,
         db_guard: bool = False,
         as_written: bool = False,
+        per_line_gate: bool = False,
         **engine_options: Any,
     ) -> None:
-        super().__init__(lab, ttl_ms=ttl_ms, db_guard=db_guard, as_written=as_written)
+        super().__init__(
+            lab,
+            ttl_ms=ttl_ms,
+            db_guard=db_guard,
+            as_written=as_written,
+            per_line_gate=per_line_gate,
+        )
         self.store = TaskStore(lab.engine, shards)
         self.task_engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
         self.start_workers = start_workers
@@ -73,6 +80,19 @@ class TaskEngineDesign(TwoGateLua):
             return Result(Outcome.DUPLICATE, "task exists")
         if result.outcome is Outcome.ACCEPTED and not result.detail:
             return Result(Outcome.ACCEPTED, "task recorded")
+        return result
+
+    def gate_two_lines(self, admitted: Sequence[tuple[Order, str | None]]) -> Result:
+        """A checkout's tasks, one per line, recorded in one transaction (its lines share the
+        order id, hence one shard): accepted whole; each line is then applied on its own."""
+
+        def record(conn: Connection) -> None:
+            for order, epoch in admitted:
+                self._record_task(conn, order, epoch)
+
+        result = self.run_gate_two_lines(admitted, record)
+        if result.outcome is Outcome.ACCEPTED and not result.detail:
+            return Result(Outcome.ACCEPTED, "tasks recorded")
         return result
 
     def probe_for(self, order: Order) -> sa.Insert:

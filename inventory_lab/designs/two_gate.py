@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import ClassVar
@@ -259,42 +259,60 @@ class TwoGate(BaseDesign):
     ) -> Result:
         """Run gate 2's transaction `persist` and settle every way it can end (see the module
         docstring): `gate_two` persists the deduction, the task engine records a task."""
+        return self.run_gate_two_lines(((order, epoch),), persist)
+
+    def run_gate_two_lines(
+        self, admitted: Sequence[tuple[Order, str | None]], persist: Callable[[Connection], None]
+    ) -> Result:
+        """`run_gate_two` for the lines gate 1 admitted together (a checkout): one transaction,
+        and every way it ends settles every line — a checkout is undone whole."""
         try:
             in_transaction(self.lab.engine, persist)
         except IntegrityError:
-            if self.give_back_duplicates:
-                self.compensate(order, epoch)
+            if len(admitted) > 1:  # not every line may be a duplicate: undo the checkout whole
+                self._undo_lines(admitted)
+            elif self.give_back_duplicates:
+                self.compensate(*admitted[0])
             return Result(Outcome.DUPLICATE, "gate 2: anti-repeat row exists")
         except GuardRefused:
-            self.undo_gate_one(order, epoch)
+            self._undo_lines(admitted)
             return Result(Outcome.SOLD_OUT, "gate 2: the DB guard refused what Redis let through")
         except StaleEpoch as stale:
             # The copy that admitted this order was replaced by a re-warm that never counted it:
-            # nothing to give back (that would create stock); free the code for a retry.
-            self.lab.redis.delete(self.keys_for(order)[0])
+            # nothing to give back (that would create stock); free the codes for a retry. (A
+            # line whose own copy was not replaced keeps its decrement until reconciliation:
+            # an undersell, never an oversell.)
+            self.lab.redis.delete(*(self.keys_for(order)[0] for order, _ in admitted))
             self._count("stale_epoch")
             return Result(Outcome.ERROR, f"gate 2: {stale}; nothing persisted, retry")
         except Exception as exc:
             if self.as_written:  # the article: an error is a failure, give everything back
-                self.undo_gate_one(order, epoch)
+                self._undo_lines(admitted)
                 raise
-            return self._resolve(order, epoch, exc)
+            return self._resolve(admitted, exc)
         return Result(Outcome.ACCEPTED)
 
-    def _resolve(self, order: Order, epoch: str | None, exc: Exception) -> Result:
-        """An error after gate 2's statements were sent: ask the database before undoing."""
-        probe = self.probe_for(order)
+    def _undo_lines(self, admitted: Sequence[tuple[Order, str | None]]) -> None:
+        for order, epoch in admitted:
+            self.undo_gate_one(order, epoch)
+
+    def _resolve(self, admitted: Sequence[tuple[Order, str | None]], exc: Exception) -> Result:
+        """An error after gate 2's statements were sent: ask the database before undoing. The
+        lines were written in one transaction: the first line's key tells for all."""
+        probe = self.probe_for(admitted[0][0])
         try:
             done = persisted(self.lab.engine, probe)
         except OutcomeUnknown as unknown:  # undo nothing now; `drain()` resolves it later
             with self._counter_lock:
-                self._unresolved.append((order, epoch, probe))
+                self._unresolved.extend(
+                    (order, epoch, self.probe_for(order)) for order, epoch in admitted
+                )
             raise OutcomeUnknown(f"gate 2: {unknown}") from exc
         if done:
             self._count("persisted")
             return Result(Outcome.ACCEPTED, f"gate 2: reply lost ({describe(exc)}); it committed")
         self._count("not_persisted")
-        self.undo_gate_one(order, epoch)
+        self._undo_lines(admitted)
         return Result(
             Outcome.ERROR, f"gate 2: {describe(exc)}; nothing persisted, stock given back"
         )
