@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "errors",
             "orders",
+            "checkout",
             "keys",
             "schema",
             "backends",
@@ -78,6 +79,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "results",
             "schedule",
             "explorer",
+            "lock_order",
+            "stored_outcome",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),
