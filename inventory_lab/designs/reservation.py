@@ -259,8 +259,15 @@ class Reservation(BaseDesign):
         except LabError:
             raise
         except Exception as exc:  # sent, then failed: did it commit? (resolve.py)
-            # the hold's insert itself: its unique code tells whether the hold committed
-            probe = INSERT_HOLD.params(self._hold_params(order, 0.0))
+            # the hold's row, rolled back after: its unique code tells whether the hold committed
+            probe = reservations.insert().values(
+                code=order.anti_repeat_code,
+                order_id=order.order_id,
+                sku=order.sku,
+                qty=order.qty,
+                expires_at=0.0,
+                state=HoldState.HELD.value,
+            )
             if persisted(self.lab.engine, probe):  # OutcomeUnknown if the DB cannot say
                 return Result(Outcome.ACCEPTED, f"reply lost ({describe(exc)}); the hold committed")
             return Result(Outcome.ERROR, f"{describe(exc)}; nothing persisted")
@@ -301,21 +308,28 @@ class Reservation(BaseDesign):
 
         `accepted`: released now; `duplicate`: released or expired already. Cancelling an order
         never held, or one paid (a return, not a release), is bad input. Cancel is idempotent,
-        so an error after its COMMIT was sent is resolved by running it again."""
+        so an error after its COMMIT was sent is resolved by running it again under the lock:
+        a hold found released is the first attempt's work (or a concurrent cancel's: released
+        either way). If the database cannot answer that either, the outcome stays unknown."""
         self.check(order)
         try:
-            return in_transaction(self.lab.engine, lambda conn: self._cancel_in(conn, order))
+            was = in_transaction(self.lab.engine, lambda conn: self._cancel_in(conn, order))
         except LabError:
             raise
         except Exception as first:
             try:
-                return in_transaction(self.lab.engine, lambda conn: self._cancel_in(conn, order))
+                was = in_transaction(self.lab.engine, lambda conn: self._cancel_in(conn, order))
             except LabError:
                 raise
             except Exception as exc:
                 raise OutcomeUnknown(
                     f"cancel of {order.anti_repeat_code}: {describe(first)}, then {describe(exc)}"
                 ) from exc
+            if was is HoldState.RELEASED:
+                return Result(Outcome.ACCEPTED, f"reply lost ({describe(first)}); released")
+        if was is HoldState.HELD:
+            return Result(Outcome.ACCEPTED, "released")
+        return Result(Outcome.DUPLICATE, f"{was} already")
 
     def expire(self) -> int:
         """The sweeper: mark held and expired holds `expired`; returns how many it marked.
@@ -394,20 +408,20 @@ class Reservation(BaseDesign):
         schema.record_deduction(conn, order.order_id, order.sku, order.qty, self.name)
         return late
 
-    def _cancel_in(self, conn: Connection, order: Order) -> Result:
+    def _cancel_in(self, conn: Connection, order: Order) -> HoldState:
+        """Release the hold if it is held; returns the state it was found in."""
         self._lock(conn, "cancel", order.sku)
         hold = self._read_hold(conn, order)
         if hold is None:
             raise InvalidOrder(f"no reservation for {order.anti_repeat_code}: nothing to cancel")
         if hold.state is HoldState.CONVERTED:
             raise InvalidOrder(f"{order.anti_repeat_code} is paid: a return, not a cancel")
-        if hold.state is not HoldState.HELD:
-            return Result(Outcome.DUPLICATE, f"{hold.state} already")
-        released = {"was": hold.state, "becomes": HoldState.RELEASED}
-        moved = conn.execute(MOVE_HOLD, {"hold_code": order.anti_repeat_code, **released})
-        if moved.rowcount != 1:
-            raise _HoldMoved
-        return Result(Outcome.ACCEPTED, f"released {hold.qty} units")
+        if hold.state is HoldState.HELD:
+            released = {"was": hold.state, "becomes": HoldState.RELEASED}
+            moved = conn.execute(MOVE_HOLD, {"hold_code": order.anti_repeat_code, **released})
+            if moved.rowcount != 1:
+                raise _HoldMoved  # not under the stock lock; run again (as after an error)
+        return hold.state
 
     def _expire_in(self, conn: Connection, sku: str) -> int:
         now = self._lock(conn, "expire", sku)
