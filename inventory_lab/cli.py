@@ -24,6 +24,7 @@ from rich.table import Table
 from inventory_lab import history
 from inventory_lab.backends import FAKE_REDIS, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
+from inventory_lab.checkout import MAX_LINES
 from inventory_lab.designs import TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
 from inventory_lab.experiment import RunReport, machine, run_experiment, source_commit
@@ -42,6 +43,7 @@ from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
 from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
 from inventory_lab.review_report import review_document, write_report
 from inventory_lab.senders import RAW_KINDS
+from inventory_lab.stored_outcome import IDEMPOTENCY_MODES
 from inventory_lab.workload import Workload
 
 EXIT_USAGE = 2
@@ -132,6 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_in(2, 256),
         default=None,
         help="naive only: clients read and write in rounds of N (forces the race)",
+    )
+    run.add_argument(
+        "--lines",
+        type=_int_in(1, MAX_LINES),
+        default=1,
+        help="SKUs per order: > 1 sends checkouts, all-or-nothing (db_only, two_gate_lua, "
+        "task_engine); the counts are then of order lines",
+    )
+    run.add_argument(
+        "--idempotency",
+        choices=IDEMPOTENCY_MODES,
+        default="set_nx",
+        help="set_nx: the article's anti-repeat code; stored: keys that store the outcome "
+        "(replay, in progress, mismatch) in front of the design",
+    )
+    run.add_argument(
+        "--reserve-ttl",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="reservation only: how long a checkout holds its stock before it expires",
     )
     run.add_argument(
         "--fail-on-violation",
@@ -412,6 +435,12 @@ def _run(args: argparse.Namespace) -> int:
         options["race_window_s"] = args.race_window_ms / 1000.0
     if args.lockstep is not None:
         options["lockstep"] = args.lockstep
+    if args.reserve_ttl is not None:
+        if args.design != "reservation":
+            raise LabError("--reserve-ttl applies to the reservation design only")
+        options["ttl_s"] = args.reserve_ttl
+    if args.lines > args.skus:
+        raise LabError(f"--lines {args.lines} needs at least as many SKUs (--skus {args.skus})")
     if args.history is not None:  # a name it cannot write is refused before the run, not after
         _check_history_path(args.history)
     workload = Workload(
@@ -422,6 +451,7 @@ def _run(args: argparse.Namespace) -> int:
         retries=args.retries,
         lost_replies=args.lost_replies,
         seed=args.seed,
+        lines=args.lines,
     )
     with open_lab(args.redis, args.db, pool_size=min(args.concurrency, 64)) as lab:
         experiment = run_experiment(
@@ -431,6 +461,7 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             options=options,
             progress=args.progress,
+            idempotency=args.idempotency,
         )
     report = experiment.report
     if args.save:
@@ -630,6 +661,7 @@ def _print_report(report: RunReport, ok: bool) -> None:
         ("accepted", str(report.accepted)),
         ("sold out", str(report.sold_out)),
         ("duplicates", str(report.duplicates)),
+        ("in progress / mismatch", f"{report.in_progress} / {report.mismatch}"),
         ("rejected / errors", f"{report.rejected} / {report.errors}"),
         (
             "unknown outcomes",
@@ -640,6 +672,7 @@ def _print_report(report: RunReport, ok: bool) -> None:
         ("double deducted", str(report.double_deducted)),
         ("lost", str(report.lost)),
         ("unaccounted units", str(report.unaccounted)),
+        ("checkouts taken in part", str(report.partial)),
         ("redis = db", "n/a" if report.converged is None else str(report.converged)),
         ("elapsed", f"{report.elapsed_s:.3f} s"),
         ("throughput", f"{report.throughput:,.0f} attempts/s"),

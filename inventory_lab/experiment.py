@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.designs import Design, design_class
+from inventory_lab.designs import Design, design_class, multi_line_design_names
+from inventory_lab.errors import LabError
 from inventory_lab.history import Event, from_records
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
+from inventory_lab.stored_outcome import wrap
 from inventory_lab.workload import Workload, run_workload
 
 
@@ -86,6 +88,10 @@ class RunReport:
     throughput: float  # attempts answered per second
     latency_ms: dict[str, float]
     options: dict[str, Any] = field(default_factory=dict)
+    partial: int = 0  # checkouts taken in part (multi-line orders)
+    in_progress: int = 0  # answers "in progress" of a stored-outcome idempotency key
+    mismatch: int = 0  # answers "mismatch" (the key was used with another payload)
+    idempotency: str = "set_nx"  # the article's SET NX code, or stored outcomes in front
 
     @property
     def orders(self) -> int:
@@ -118,12 +124,23 @@ def run_experiment(
     concurrency: int = 8,
     options: Mapping[str, Any] | None = None,
     progress: bool = False,
+    idempotency: str = "set_nx",
 ) -> Experiment:
-    """Reset the lab's state, run the workload against the named design, check and report."""
+    """Reset the lab's state, run the workload against the named design, check and report.
+
+    `idempotency="stored"` puts idempotency keys that store their outcome in front of the design
+    (stored_outcome.py); `workload.lines > 1` sends checkouts (a design with `takes_lines`)."""
     workload = workload or Workload()
     options = dict(options or {})
     cls = design_class(design)
-    instance = cls(lab, **options)
+    if workload.lines > 1 and not cls.takes_lines:
+        raise LabError(
+            f"{design} takes one line per order; multi-line orders need one of "
+            f"{', '.join(multi_line_design_names())}"
+        )
+    if workload.lines > 1 and idempotency != "set_nx":
+        raise LabError("stored idempotency keys wrap single-line orders; use lines=1")
+    instance = wrap(cls(lab, **options), lab, idempotency)
     initial = workload.initial_stock()
     attempts = workload.attempts()
     instance.setup(initial)
@@ -135,6 +152,7 @@ def run_experiment(
     finally:
         instance.close()
     report = _report(lab, design, workload, concurrency, options, started_at, records, findings)
+    report = replace(report, idempotency=idempotency)
     return Experiment(report=report, check=findings, records=records, design=instance)
 
 
@@ -184,6 +202,9 @@ def _report(
             "p99": round(float(latency.quantile(0.99)), 3) if len(latency) else 0.0,
         },
         options=options,
+        partial=findings.partial,
+        in_progress=int(counts.get(Outcome.IN_PROGRESS.value, 0)),
+        mismatch=int(counts.get(Outcome.MISMATCH.value, 0)),
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "Design",
     "design_class",
     "design_names",
+    "multi_line_design_names",
     "redis_design_names",
     "register",
 ]
@@ -57,6 +58,11 @@ def design_names() -> list[str]:
 def redis_design_names() -> list[str]:
     """The designs that keep stock in Redis, in teaching order."""
     return [name for name in TEACHING_ORDER if design_class(name).uses_redis]
+
+
+def multi_line_design_names() -> list[str]:
+    """The designs that take a whole checkout (`place`), in teaching order."""
+    return [name for name in TEACHING_ORDER if design_class(name).takes_lines]
 
 
 def design_class(name: str) -> type[BaseDesign]:
