@@ -42,6 +42,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from inventory_lab.backends import hooked_connections
+from inventory_lab.checkout import Checkout
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Result
 
@@ -80,19 +81,24 @@ def _crash_instead_of(
     message: Callable[[Order], str],
     times: int | None,
     active: threading.Event | None = None,
+    *,
+    crashed: list[Order] | None = None,
+    first_order: Callable[[Any], Order] = lambda order: order,
 ) -> Iterator[list[Order]]:
     """Inside the block, `design.<method>(order, ...)` raises SimulatedCrash (the first `times`
     times; only while `active` is set, if given); yields the list of orders it crashed on,
-    filled in as the run goes."""
-    crashed: list[Order] = []
+    filled in as the run goes (`crashed`, when given: a list shared with another patch).
+    `first_order` names the order of the method's first argument (a checkout's first line)."""
+    crashed = [] if crashed is None else crashed
     lock = threading.Lock()
     original = getattr(design, method)
 
-    def crash(order: Order, *args: Any) -> Any:
+    def crash(argument: Any, *args: Any) -> Any:
+        order = first_order(argument)
         with lock:
             spared = active is not None and not active.is_set()
             if spared or (times is not None and len(crashed) >= times):
-                return original(order, *args)
+                return original(argument, *args)
             crashed.append(order)
         raise SimulatedCrash(message(order))
 
@@ -120,13 +126,33 @@ def crash_between_gates(
     Redis keeps the decrement and the anti-repeat code; nothing reaches the database. A client
     retry then meets the code and is told "duplicate" although nothing was persisted.
     """
-    return _crash_instead_of(
-        design,
-        "gate_two",
-        lambda o: f"app died between the gates for {o.anti_repeat_code}",
-        times,
-        active,
-    )
+    return _crash_between_gates(design, times, active)
+
+
+@contextmanager
+def _crash_between_gates(
+    design: Gated, times: int | None, active: threading.Event | None
+) -> Iterator[list[Order]]:
+    # A checkout's lines pass gate 2 together (`gate_two_lines(admitted)`, a list of
+    # (line, epoch)): it dies there too, named by its first line, in the same list.
+    def message(order: Order) -> str:
+        return f"app died between the gates for {order.anti_repeat_code}"
+
+    with ExitStack() as stack:
+        crashed = stack.enter_context(_crash_instead_of(design, "gate_two", message, times, active))
+        if hasattr(design, "gate_two_lines"):
+            stack.enter_context(
+                _crash_instead_of(
+                    design,
+                    "gate_two_lines",
+                    message,
+                    times,
+                    active,
+                    crashed=crashed,
+                    first_order=lambda admitted: admitted[0][0],
+                )
+            )
+        yield crashed
 
 
 @contextmanager
@@ -157,19 +183,32 @@ def expire_before_retry(design: Gated, active: threading.Event | None = None) ->
     lock = threading.Lock()
     deduct = design.deduct
 
-    def late(order: Order):  # type: ignore[no-untyped-def]
+    def expire_if_repeated(order: Order) -> None:
         with lock:
             repeat = order.anti_repeat_code in seen
             seen.add(order.anti_repeat_code)
         if repeat and (active is None or active.is_set()):
             design.lab.redis.delete(design.keys_for(order)[0])
+
+    def late(order: Order):  # type: ignore[no-untyped-def]
+        expire_if_repeated(order)
         return deduct(order)
 
+    def late_checkout(checkout: Checkout):  # type: ignore[no-untyped-def]
+        for line in checkout.lines:
+            expire_if_repeated(line)
+        return place(checkout)
+
     design.deduct = late  # type: ignore[method-assign]
+    place = getattr(design, "place", None)
+    if place is not None:
+        design.place = late_checkout  # type: ignore[attr-defined]
     try:
         yield
     finally:
         del design.deduct
+        if place is not None:
+            del design.place  # type: ignore[attr-defined]
 
 
 # --- the database ------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from inventory_lab.history import Event, from_records
 from inventory_lab.lab import Lab
 from inventory_lab.reconcile import reconcile
 from inventory_lab.redis_server import RedisServer, available
+from inventory_lab.stored_outcome import wrap
 from inventory_lab.tasks import Status
 from inventory_lab.workload import Workload, run_workload
 
@@ -62,7 +63,10 @@ VARIANTS = {
     "guard": " +guard",
     "as written": " (as written)",
     "as written +guard": " (as written) +guard",
+    "lines": " (2-line checkouts)",
+    "stored": " +stored outcomes",
 }
+MULTI_LINE = ("db_only", "two_gate_lua", "task_engine")  # the rows with checkouts
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,16 @@ class Row:
     @property
     def label(self) -> str:
         return self.design + VARIANTS[self.variant]
+
+    @property
+    def lines(self) -> int:
+        """SKUs per order: the `lines` rows send checkouts of two lines, all-or-nothing."""
+        return 2 if self.variant == "lines" else 1
+
+    @property
+    def idempotency(self) -> str:
+        """The article's SET NX code, or idempotency keys that store the outcome in front."""
+        return "stored" if self.variant == "stored" else "set_nx"
 
     def options(self, concurrency: int) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -92,6 +106,9 @@ ROWS: tuple[Row, ...] = (
     Row("db_only"),
     *(Row(name, variant) for name in REDIS_DESIGNS for variant in ("", "guard")),
     *(Row(name, v) for name in AS_WRITTEN for v in ("as written", "as written +guard")),
+    *(Row(name, "lines") for name in MULTI_LINE),
+    Row("two_gate_lua", "stored"),
+    Row("reservation"),
 )
 
 
@@ -224,6 +241,7 @@ class SeedRun:
     @property
     def broken(self) -> tuple[str, ...]:
         names = tuple(name for name in INVARIANTS if getattr(self.after, name) > 0)
+        names += ("partial",) if self.after.partial else ()  # a checkout taken in part
         return names + (("converged",) if self.after.converged is False else ())
 
     def summary(self) -> dict[str, Any]:
@@ -275,7 +293,7 @@ def run_seed(
     row = row_named(row) if isinstance(row, str) else row
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
-    workload = _workload(fault, replace(base, seed=base.seed + 1000 * seed))
+    workload = _workload(fault, replace(base, seed=base.seed + 1000 * seed, lines=row.lines))
     with ExitStack() as stack:
         if fault in ("redis_restart", "redis_pause") and nemesis.real_redis(lab):
             if server is None:
@@ -284,8 +302,9 @@ def run_seed(
         cls = design_class(row.design)
         design: BaseDesign = cls(lab, **row.options(concurrency))
         stack.callback(design.close)
+        front = wrap(design, lab, row.idempotency)  # what the clients call
         initial = workload.initial_stock()
-        design.setup(initial)
+        front.setup(initial)
         attempts = workload.attempts()
         nem = None
         if fault not in WORKLOAD_FAULTS:
@@ -294,7 +313,7 @@ def run_seed(
             )
         with nem or nullcontext():
             records = run_workload(
-                design,
+                front,
                 attempts,
                 concurrency=concurrency,
                 t0=None if nem is None else nem.t0,
