@@ -441,9 +441,13 @@ def test_concurrent_checkouts_sell_exactly_the_stock_and_never_oversell(lab):
 
 
 def test_holds_payments_cancels_expiry_and_the_sweeper_in_threads_never_oversell(lab):
-    """Threads hold one SKU with little stock; some pay at once, some abandon, some cancel and
-    pay, some move the shared clock past every open hold and pay late; a sweeper thread runs
-    beside them. The checker finds no oversell; the stock column equals initial minus ledger."""
+    """Threads hold one SKU with little stock; time passes in each of them, some pay at once,
+    some abandon, some cancel and pay, some move the shared clock past every open hold and pay
+    late; a sweeper thread runs beside them. Who gets the units is up to the scheduler, so the
+    test asserts what must hold on every schedule: the checker finds no oversell, the stock
+    column equals initial minus the ledger, every unit a payer was told is sold has its ledger
+    row, and the unexpired holds never exceed what is on hand. (The outcome of each path, one
+    at a time, is asserted by the tests above.)"""
     clock = ManualClock(0.0)
     design = Reservation(lab, ttl_s=TTL, clock=clock)
     initial = {"sku-1": 4}
@@ -458,6 +462,7 @@ def test_holds_payments_cancels_expiry_and_the_sweeper_in_threads_never_oversell
     def shopper(t: int) -> None:
         start.wait(30)
         for i in range(per_thread):
+            clock.advance(TTL / 4)  # abandoned holds expire after a few steps of anyone's
             order = Order(f"t{t}-{i}", "sku-1", 1 + (t + i) % 2)
             if design.hold(order).outcome is not Outcome.ACCEPTED:
                 continue
@@ -495,10 +500,9 @@ def test_holds_payments_cancels_expiry_and_the_sweeper_in_threads_never_oversell
     report = check_lab(lab, initial, _records(*rows), redis_view=False)
     assert report.oversold == 0 and report.ok, report.summary()
     sold = int(report.per_sku["ledger_units"].sum())
-    assert 0 < sold <= 4 and design.stock("sku-1") == 4 - sold
+    assert sold <= 4 and design.stock("sku-1") == 4 - sold
     accepted = sum(order.qty for order, result in rows if result.outcome is Outcome.ACCEPTED)
     assert accepted == sold
-    assert any(result.detail.startswith("late payment") for _, result in rows)
     assert design.held().get("sku-1", 0) <= design.stock("sku-1")
 
 
