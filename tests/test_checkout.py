@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inventory_lab import schema
+from inventory_lab import keys, schema
 from inventory_lab.checker import check_lab
 from inventory_lab.checkout import MAX_LINES, Checkout
 from inventory_lab.designs import design_class
 from inventory_lab.designs.task_engine import TaskEngineDesign
-from inventory_lab.designs.two_gate_lua import TwoGateLua
 from inventory_lab.errors import InvalidOrder, LabError
 from inventory_lab.orders import Order, Outcome
 from inventory_lab.redis_stock import read_redis_stock
+from inventory_lab.saga import saga_window
 from inventory_lab.workload import Attempt, Workload, run_workload
 
 MULTI_LINE = ["db_only", "two_gate_lua", "task_engine"]
@@ -134,44 +131,20 @@ def test_the_saga_refuses_a_buyer_that_one_script_serves(redis_lab, per_line_gat
     """Cart [a, b] with b sold out, and a buyer of the last a arriving while the cart is between
     its lines: the saga has taken a (to give it back), so the buyer is refused although the unit
     stays unsold — a false sold-out the checker counts. One script never takes a at all."""
-    stock = {"sku-a": 1, "sku-b": 0}
-    held = threading.Event()
-    release = threading.Event()
-
-    def between(_line: Order) -> None:
-        held.set()
-        assert release.wait(30)
-
-    design = TwoGateLua(redis_lab, per_line_gate=per_line_gate, between_lines=between)
-    design.setup(stock)
-    cart = Checkout.of("o-cart", {"sku-a": 1, "sku-b": 1})
-    answers: dict[str, Outcome] = {}
-    first = threading.Thread(target=lambda: answers.update(cart=design.place(cart).outcome))
-    first.start()
-    if per_line_gate:
-        assert held.wait(30)
-    buyer = Order("o-buyer", "sku-a", 1)
-    answers["buyer"] = design.deduct(buyer).outcome
-    release.set()
-    first.join(30)
-    records = pd.DataFrame(
-        [
-            ("o-cart", "sku-a", 1, answers["cart"].value),
-            ("o-cart", "sku-b", 1, answers["cart"].value),
-            ("o-buyer", "sku-a", 1, answers["buyer"].value),
-        ],
-        columns=["order_id", "sku", "qty", "outcome"],
+    run = saga_window(redis_lab, per_line_gate=per_line_gate)
+    assert run.cart is Outcome.SOLD_OUT
+    assert run.report.ok and run.report.partial == 0
+    assert redis_lab.redis.hget(keys.stock_key(redis_lab.namespace, "sku-a"), "inStock") == (
+        "1" if per_line_gate else "0"
     )
-    report = check_lab(redis_lab, stock, records, redis_view=True)
-    assert answers["cart"] is Outcome.SOLD_OUT
-    assert report.ok and report.partial == 0
     if per_line_gate:
-        assert answers["buyer"] is Outcome.SOLD_OUT
-        assert design.compensations == 1
-        assert report.false_sold_out == 1  # the unit the buyer was refused is still there
+        assert run.buyer is Outcome.SOLD_OUT
+        assert run.compensations == 1
+        assert run.report.false_sold_out == 1  # the unit the buyer was refused is still there
     else:
-        assert answers["buyer"] is Outcome.ACCEPTED
-        assert report.false_sold_out == 0
+        assert run.buyer is Outcome.ACCEPTED
+        assert run.compensations == 0 and run.report.false_sold_out == 0
+    assert run.summary()["false sold-out units"] == run.report.false_sold_out
 
 
 # --- the property: never partially deducted ----------------------------------------------------

@@ -81,6 +81,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "explorer",
             "lock_order",
             "stored_outcome",
+            "saga",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),
