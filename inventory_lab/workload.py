@@ -211,5 +211,5 @@ def deduct_as_client(design: Design, order: Order | Checkout) -> Result:
     except InvalidOrder as exc:
         return Result(Outcome.REJECTED, str(exc))
     except Exception as exc:  # recorded as unknown; the checker resolves it from the final state
-        log.debug("%s: the client hears unknown", order.anti_repeat_code, exc_info=True)
+        log.debug("%s: the client hears unknown", order.order_id, exc_info=True)
         return Result(Outcome.UNKNOWN, describe(exc))

@@ -82,6 +82,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lock_order",
             "stored_outcome",
             "saga",
+            "reservations",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),

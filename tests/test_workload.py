@@ -101,3 +101,32 @@ def test_a_lost_reply_is_recorded_as_unknown_then_resent():
     by_attempt = first_sends.groupby("attempt")["outcome"].agg(set)
     assert by_attempt[0] == {"unknown"} and by_attempt[1] == {"accepted"}
     assert first_sends["detail"].str.contains("reply lost").sum() == len(lost)
+
+
+class _FailingCheckouts:
+    """A multi-line design whose checkouts all fail after being sent (unknown outcomes)."""
+
+    name = "failing"
+
+    def place(self, checkout):  # type: ignore[no-untyped-def]
+        raise RuntimeError(f"connection dropped after {checkout.order_id} was sent")
+
+
+def test_a_checkout_that_fails_is_recorded_unknown_on_every_line():
+    """Regression: logging the escaped error read `anti_repeat_code`, which a checkout has not:
+    the client thread died and the attempt's records were lost."""
+    attempts = Workload(orders=6, skus=3, lines=2, seed=2).attempts()
+    records = run_workload(_FailingCheckouts(), attempts, concurrency=2)
+    assert len(records) == 2 * len(attempts)
+    assert (records["outcome"] == "unknown").all()
+    assert records["detail"].str.contains("connection dropped").all()
+
+
+def test_lines_draw_distinct_skus_and_keep_the_single_line_draws():
+    single = Workload(orders=50, skus=4, seed=3).attempts()
+    multi = Workload(orders=50, skus=4, seed=3, lines=3).attempts()
+    assert all(len(set(a.order.skus)) == 3 for a in multi)
+    # the first line of each checkout is the single-line workload's order
+    assert [a.order.lines[0] for a in multi[:1]] == [single[0].order]
+    with pytest.raises(ValueError, match="lines"):
+        Workload(skus=2, lines=3)
