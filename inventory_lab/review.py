@@ -5,8 +5,11 @@ also with the database guard (`+guard`: gate 2's `UPDATE … WHERE num - q >= 0`
 article's handling of mid-flight faults (`as written`: any gate-2 error gives the stock back, a
 re-warm overwrites Redis unfenced), without and with the guard, for the designs the article
 describes: where the article's design oversells, the guard's column shows what stopping it
-costs. A *fault* is either in the workload (clients resend orders; replies are lost) or struck by
-the nemesis (nemesis.py) while orders are in flight, several times per run at seeded moments.
+costs; and the real orders of notebook 12: the multi-line designs sending 2-line checkouts (a
+checkout taken in part breaks the cell), `two_gate_lua` behind idempotency keys that store the
+outcome, and the `reservation` design. A *fault* is either in the workload (clients resend
+orders; replies are lost) or struck by the nemesis (nemesis.py) while orders are in flight,
+several times per run at seeded moments.
 
 A cell runs its row under its fault once per seed: a small hot workload (seeded too) through
 several clients, with the nemesis striking; then heals, drains, checks the invariants, reconciles
