@@ -132,11 +132,10 @@ class _Tally:
         self.late_refused = 0
 
     def record(self, cart: Cart, at_s: float, result: Result) -> None:
+        """One attempt as a client records it: attempt 0 of client 0, at `at_s` simulated."""
         order = cart.order
-        self.rows.append(
-            [order.order_id, order.sku, order.qty, 0, 0, at_s, at_s, 0.0, result.outcome.value,
-             result.detail]
-        )  # fmt: skip
+        answer = [result.outcome.value, result.detail]
+        self.rows.append([order.order_id, order.sku, order.qty, 0, 0, at_s, at_s, 0.0, *answer])
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=RECORD_COLUMNS)
