@@ -277,6 +277,13 @@ class db_now(FunctionElement):
     inherit_cache = True
 
 
+@compiles(db_now)
+def _db_now_printed(_element: db_now, _compiler: object, **_kw: object) -> str:
+    # Only for printing a statement (str(), the statement meter): every supported database has
+    # its own rendering below.
+    return "db_now()"
+
+
 @compiles(db_now, "postgresql")
 def _db_now_postgresql(_element: db_now, _compiler: object, **_kw: object) -> str:
     return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
