@@ -34,6 +34,7 @@ from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs.db_only import DbOnly
 from inventory_lab.designs.reservation import (
     DEFAULT_TTL_S,
+    Hold,
     HoldState,
     ManualClock,
     Reservation,
@@ -52,6 +53,7 @@ __all__ = [
     "POLICIES",
     "Cart",
     "CartsResult",
+    "Hold",
     "HoldState",
     "ManualClock",
     "Reservation",

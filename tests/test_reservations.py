@@ -20,6 +20,7 @@ from inventory_lab import (
     schema,
 )
 from inventory_lab.designs import design_class
+from inventory_lab.designs.reservation import reservation_metadata
 from inventory_lab.errors import InvalidInput
 from inventory_lab.faults import DbOutage, lost_commit_ack
 from inventory_lab.reservations import (
@@ -99,6 +100,8 @@ def test_bad_input_is_refused_and_changes_nothing(shop, clock):
             operation(Order("o-2", "sku-404", 1))
         with pytest.raises(InvalidOrder, match="an Order"):
             operation("o-1:sku-1")
+    with pytest.raises(InvalidOrder, match="unknown SKU"):
+        shop.available("sku-404")
     for operation in (shop.pay, shop.cancel):
         with pytest.raises(InvalidOrder, match="no reservation"):
             operation(Order("o-never", "sku-1", 1))
@@ -125,6 +128,23 @@ def test_a_paid_order_cannot_be_cancelled(shop):
     with pytest.raises(InvalidOrder, match="is paid"):
         shop.cancel(order)
     assert _state(shop.lab) == before
+
+
+def test_a_design_attached_to_a_database_it_never_set_up_creates_its_table(lab):
+    reservation_metadata.drop_all(lab.engine)  # this design never ran here
+    design_class("db_only")(lab).setup({"sku-1": 3})  # the lab's tables, not this design's
+    attached = Reservation(lab, clock=ManualClock())
+    order = Order("o-1", "sku-1", 1)
+    assert attached.deduct(order).outcome is Outcome.ACCEPTED
+    assert attached.reservation(order).state is HoldState.CONVERTED
+    assert attached.stock("sku-1") == 2
+
+
+def test_a_design_attached_to_its_own_tables_sees_their_holds(shop, clock):
+    assert shop.hold(Order("o-1", "sku-2", 2)).outcome is Outcome.ACCEPTED
+    attached = Reservation(shop.lab, clock=clock)
+    assert attached.available("sku-2") == 0
+    assert attached.hold(Order("o-2", "sku-2", 1)).outcome is Outcome.SOLD_OUT
 
 
 def test_bad_experiment_arguments_are_refused(default_lab):

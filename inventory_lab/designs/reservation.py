@@ -47,7 +47,7 @@ from inventory_lab.backends import db_now, in_transaction
 from inventory_lab.designs.base import BaseDesign, register
 from inventory_lab.errors import InvalidInput, InvalidOrder, LabError
 from inventory_lab.lab import Lab
-from inventory_lab.orders import Order, Outcome, Result
+from inventory_lab.orders import Order, Outcome, Result, check_known_sku
 from inventory_lab.resolve import OutcomeUnknown, describe, persisted
 
 Clock = Callable[[], float]  # epoch seconds (or simulated seconds), compared with expires_at
@@ -147,7 +147,9 @@ EXPIRE_HOLDS = (
 )
 
 
-class _Hold(NamedTuple):
+class Hold(NamedTuple):
+    """One reservation as read: units, state, and when it expires (on the design's clock)."""
+
     qty: int
     state: HoldState
     expires_at: float
@@ -161,7 +163,7 @@ class _Duplicate(_Refused):
     pass
 
 
-class _HoldMoved(Exception):
+class HoldMoved(Exception):
     """The hold's state changed between its read and its update: under the stock lock this
     cannot happen; the transaction rolls back and the operation is decided again."""
 
@@ -283,7 +285,7 @@ class Reservation(BaseDesign):
         for _ in range(3):
             try:
                 late = in_transaction(self.lab.engine, lambda conn: self._pay_in(conn, order))
-            except _HoldMoved:
+            except HoldMoved:
                 continue
             except _Duplicate as dup:
                 return Result(Outcome.DUPLICATE, str(dup))
@@ -350,17 +352,14 @@ class Reservation(BaseDesign):
 
     def available(self, sku: str) -> int:
         """Units of `sku` a new hold could take now: on hand minus unexpired holds."""
-        Order("available", sku, 1)  # the SKU's spelling (InvalidOrder)
-        if sku not in self.catalog:
-            raise InvalidOrder(f"unknown SKU {sku!r}")
+        check_known_sku(Order("available", sku, 1).sku, self.catalog)  # InvalidOrder
         return self.stock(sku) - self.held().get(sku, 0)
 
-    def reservation(self, order: Order) -> tuple[int, HoldState, float] | None:
-        """(qty, state, expires_at) of the order line's reservation, or None."""
+    def reservation(self, order: Order) -> Hold | None:
+        """The order line's reservation (qty, state, expires_at), or None."""
         self.check(order)
         with self.lab.engine.connect() as conn:
-            hold = self._read_hold(conn, order)
-        return None if hold is None else tuple(hold)  # type: ignore[return-value]
+            return self._read_hold(conn, order)
 
     # --- inside the transactions ----------------------------------------------------------------
 
@@ -398,7 +397,7 @@ class Reservation(BaseDesign):
         converted = {"was": hold.state, "becomes": HoldState.CONVERTED}
         moved = conn.execute(MOVE_HOLD, {"hold_code": order.anti_repeat_code, **converted})
         if moved.rowcount != 1:
-            raise _HoldMoved
+            raise HoldMoved
         # The guard: whatever the holds say, the stock column never goes below zero.
         deducted = conn.execute(
             schema.DEDUCT_STOCK_IF_ENOUGH, schema.deduction_params(order.sku, order.qty)
@@ -420,7 +419,7 @@ class Reservation(BaseDesign):
             released = {"was": hold.state, "becomes": HoldState.RELEASED}
             moved = conn.execute(MOVE_HOLD, {"hold_code": order.anti_repeat_code, **released})
             if moved.rowcount != 1:
-                raise _HoldMoved  # not under the stock lock; run again (as after an error)
+                raise HoldMoved  # not under the stock lock; run again (as after an error)
         return hold.state
 
     def _expire_in(self, conn: Connection, sku: str) -> int:
@@ -445,11 +444,11 @@ class Reservation(BaseDesign):
             return float(self.clock())
         return float(conn.execute(sa.select(db_now())).scalar_one())
 
-    def _read_hold(self, conn: Connection, order: Order) -> _Hold | None:
+    def _read_hold(self, conn: Connection, order: Order) -> Hold | None:
         row = conn.execute(READ_HOLD, {"hold_code": order.anti_repeat_code}).one_or_none()
         if row is None:
             return None
-        return _Hold(int(row.qty), HoldState(row.state), float(row.expires_at))
+        return Hold(int(row.qty), HoldState(row.state), float(row.expires_at))
 
     def _free_units(self, conn: Connection, order: Order, now: float) -> int:
         """On hand minus the SKU's other unexpired holds at `now` (under the stock lock)."""
