@@ -1,4 +1,4 @@
-"""SQLAlchemy Core tables: stock, anti-repeat codes, the order ledger, Redis's epoch, task shards.
+"""SQLAlchemy Core tables: stock, anti-repeat codes, the ledger, Redis's epoch, holds, task shards.
 
 `stock` is the article's `stockNum` (one row per SKU). `anti_repeat` is its `antiRe`: the unique
 "order id + SKU" code that makes a deduction idempotent. `orders` is the ledger: every design that
@@ -73,6 +73,21 @@ orders = sa.Table(
     sa.Column("qty", sa.Integer, nullable=False),
     sa.Column("design", sa.String(32), nullable=False),
     _created_at(),
+)
+
+
+# The `reservation` design's holds: one row per order line held at checkout, counted against the
+# stock until it expires (epoch seconds on the design's clock), is paid (converted) or released.
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("code", key_string(130), primary_key=True),  # order id:sku
+    sa.Column("order_id", key_string(64), nullable=False),
+    sa.Column("sku", key_string(64), nullable=False),
+    sa.Column("qty", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # held, converted, released, expired
+    sa.Index("ix_reservations_sku_state", "sku", "state", "expires_at"),
 )
 
 

@@ -20,7 +20,6 @@ from inventory_lab import (
     schema,
 )
 from inventory_lab.designs import design_class
-from inventory_lab.designs.reservation import reservation_metadata
 from inventory_lab.errors import InvalidInput
 from inventory_lab.faults import DbOutage, lost_commit_ack
 from inventory_lab.reservations import (
@@ -130,11 +129,14 @@ def test_a_paid_order_cannot_be_cancelled(shop):
     assert _state(shop.lab) == before
 
 
-def test_a_design_attached_to_a_database_it_never_set_up_creates_its_table(lab):
-    reservation_metadata.drop_all(lab.engine)  # this design never ran here
-    design_class("db_only")(lab).setup({"sku-1": 3})  # the lab's tables, not this design's
-    attached = Reservation(lab, clock=ManualClock())
+def test_another_designs_setup_leaves_no_hold_behind(shop, clock):
+    """Regression: the holds' table was the design's own, and `schema.reset` (any design's
+    setup) left it: an old converted hold made a fresh order answer "paid already"."""
     order = Order("o-1", "sku-1", 1)
+    assert shop.deduct(order).outcome is Outcome.ACCEPTED
+    design_class("db_only")(shop.lab).setup({"sku-1": 3})  # a new run, another design
+    attached = Reservation(shop.lab, clock=clock)
+    assert attached.reservation(order) is None
     assert attached.deduct(order).outcome is Outcome.ACCEPTED
     assert attached.reservation(order).state is HoldState.CONVERTED
     assert attached.stock("sku-1") == 2

@@ -63,20 +63,9 @@ class HoldState(enum.StrEnum):
     EXPIRED = "expired"  # marked by the sweeper; it stopped counting when its time passed
 
 
-# The lab's tables are schema.metadata's; this one is the design's own, created by its setup.
-reservation_metadata = sa.MetaData()
-
-reservations = sa.Table(
-    "reservations",
-    reservation_metadata,
-    sa.Column("code", schema.key_string(130), primary_key=True),  # order id:sku
-    sa.Column("order_id", schema.key_string(64), nullable=False),
-    sa.Column("sku", schema.key_string(64), nullable=False),
-    sa.Column("qty", sa.Integer, nullable=False),
-    sa.Column("expires_at", sa.Double, nullable=False),  # epoch seconds on the design's clock
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Index("ix_reservations_sku_state", "sku", "state", "expires_at"),
-)
+# The holds' table is the lab's (schema.py): every design's setup drops and re-creates it, so
+# that no run's holds outlive it.
+reservations = schema.reservations
 
 
 class ManualClock(throttle.ManualClock):
@@ -219,13 +208,11 @@ class Reservation(BaseDesign):
         # Called inside each transaction before and after it takes the stock lock (a test seam:
         # the race tests park one operation there while the other queues for the lock).
         self.checkpoint = checkpoint
-        # A design attached to tables another run set up finds its own table there too.
-        reservation_metadata.create_all(lab.engine, checkfirst=True)
+        # A design attached to tables an older lab set up finds its table there too.
+        reservations.create(lab.engine, checkfirst=True)
 
     def setup(self, initial: Mapping[str, int]) -> None:
-        super().setup(initial)  # validates before it drops anything
-        reservation_metadata.drop_all(self.lab.engine)
-        reservation_metadata.create_all(self.lab.engine)
+        super().setup(initial)  # validates, then re-creates every table (the holds' too)
 
     # --- the registered design: a checkout whose payment arrives at once --------------------------
 
