@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.designs import design_class
+from inventory_lab.designs import Design, design_class
 from inventory_lab.designs.two_gate import TwoGate
 from inventory_lab.errors import LabError
 from inventory_lab.lab import Lab
@@ -43,8 +43,9 @@ class WindowRun:
     first: Result  # what the first order was told
     second: Result  # what the second order, sent while the first was held, was told
     held: bool  # the first order reached its compensation (False: its gate 1 decided first)
-    records: pd.DataFrame  # both attempts, as the checker read them
-    report: CheckReport  # the final state against what both clients were told
+    records: pd.DataFrame  # every attempt, as the checker read them
+    report: CheckReport  # the final state against what the clients were told
+    then: Result | None = None  # what the order sent after the first was answered was told
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -68,19 +69,24 @@ def second_order_in_the_window(
     first: Order,
     second: Order,
     *,
+    then: Order | None = None,
+    front: Callable[[Design], Design] | None = None,
     options: Mapping[str, Any] | None = None,
     timeout_s: float = 30.0,
 ) -> WindowRun:
     """Stock `initial`; `first` is sent and, if its gate 1 decrements and must give back, held at
-    its compensation while `second` is sent and answered; then `first` goes on. Deterministic.
+    its compensation while `second` is sent and answered; then `first` goes on; then `then`, if
+    given, is sent once `first` was answered. Deterministic.
 
-    `second` may be `first` itself: a retry (recorded as attempt 1). `design` must be a Redis
-    design with two gates (one that has a compensation to hold).
+    `second` (and `then`) may be `first` itself: a retry (recorded as attempt 1, and 2). `design`
+    must be a Redis design with two gates (one that has a compensation to hold). `front(design)`:
+    what the clients call instead of the design itself (e.g. idempotency keys in front of it).
     """
     cls = design_class(design)
     if not issubclass(cls, TwoGate):
         raise LabError(f"{design} has no gate 1 to hold: choose a Redis design with two gates")
     instance = cls(lab, **dict(options or {}))
+    called: Design = instance if front is None else front(instance)
     reached, release = threading.Event(), threading.Event()
     compensate = instance.compensate
 
@@ -95,10 +101,10 @@ def second_order_in_the_window(
 
     def ask(name: str, order: Order) -> None:
         start = time.perf_counter() - started
-        result = deduct_as_client(instance, order)
+        result = deduct_as_client(called, order)
         told[name] = (result, start, time.perf_counter() - started)
 
-    instance.setup(initial)
+    called.setup(initial)
     instance.compensate = held  # type: ignore[method-assign]
     try:
         buyer = threading.Thread(target=ask, args=("first", first), daemon=True)
@@ -110,12 +116,16 @@ def second_order_in_the_window(
         buyer.join(timeout_s)
         if buyer.is_alive():
             raise LabError(f"{design}: the first order did not finish within {timeout_s} s")
-        instance.drain()
+        if then is not None:
+            ask("then", then)
+        called.drain()
     finally:
         release.set()
         del instance.compensate
-        instance.close()
+        called.close()
     attempts = [("first", first, 0), ("second", second, 1 if second == first else 0)]
+    if then is not None:
+        attempts.append(("then", then, 2 if then == first else 0))
     rows = []
     for client, (name, order, attempt) in enumerate(attempts):
         result, start, end = told[name]
@@ -124,4 +134,12 @@ def second_order_in_the_window(
         rows.append([*where, result.outcome.value, result.detail])
     records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     report = check_lab(lab, initial, records, redis_view=True)
-    return WindowRun(design, told["first"][0], told["second"][0], reached.is_set(), records, report)
+    return WindowRun(
+        called.name,
+        told["first"][0],
+        told["second"][0],
+        reached.is_set(),
+        records,
+        report,
+        told["then"][0] if then is not None else None,
+    )

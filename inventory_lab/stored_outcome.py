@@ -29,7 +29,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,16 +39,16 @@ import redis
 
 from inventory_lab import keys
 from inventory_lab.checker import CheckReport, check_lab
+from inventory_lab.compensation_window import second_order_in_the_window
 from inventory_lab.designs import design_class
 from inventory_lab.designs.base import Design, validate_initial
-from inventory_lab.designs.two_gate import TwoGate
-from inventory_lab.errors import InvalidInput, LabError
+from inventory_lab.errors import InvalidInput
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.redis_meter import metered
 from inventory_lab.resolve import describe
 from inventory_lab.scripts import lua_source
-from inventory_lab.workload import RECORD_COLUMNS, Workload, deduct_as_client, run_workload
+from inventory_lab.workload import Workload, run_workload
 
 DEFAULT_LEASE_MS = 10_000  # as long as the article's code lives: a crashed request frees its key
 DEFAULT_RETENTION_MS = 24 * 3600 * 1000  # Stripe keeps an idempotency key's answer for 24 hours
@@ -273,62 +272,27 @@ def forced_retry_during_refusal(
     options: Mapping[str, Any] | None = None,
     timeout_s: float = 30.0,
 ) -> ForcedRetry:
-    """`order` against no stock; held at its compensation (`compensation_window`'s technique)
-    while its retry is sent; released; retried once more. Deterministic.
+    """`order` against no stock; held at its compensation (`compensation_window`) while its
+    retry is sent; released; retried once more. Deterministic.
 
     `design` must decrement before it checks (a TwoGate variant with a give-back window): set_nx
     then tells the retry "duplicate", stored tells it "in_progress" and replays the sold-out.
     """
-    cls = design_class(design)
-    if not issubclass(cls, TwoGate):
-        raise LabError(f"{design} has no gate 1 to hold: choose a Redis design with two gates")
-    inner = cls(lab, **dict(options or {}))
-    reached, release = threading.Event(), threading.Event()
-    compensate = inner.compensate
-
-    def held(held_order: Order, *args: Any) -> None:
-        if held_order == order and not reached.is_set():
-            reached.set()
-            release.wait(timeout_s)
-        compensate(held_order, *args)
-
-    instance = wrap(inner, lab, mode)
-    initial = {order.sku: 0}
-    told: list[tuple[int, Result, float, float]] = []
-    started = time.perf_counter()
-
-    def ask(attempt: int) -> None:
-        start = time.perf_counter() - started
-        result = deduct_as_client(instance, order)
-        told.append((attempt, result, start, time.perf_counter() - started))
-
-    instance.setup(initial)
-    inner.compensate = held  # type: ignore[method-assign]
-    try:
-        buyer = threading.Thread(target=ask, args=(0,), daemon=True)
-        buyer.start()
-        while not reached.wait(0.005) and buyer.is_alive():
-            pass  # until the first order is parked at its give-back, or answered
-        ask(1)
-        release.set()
-        buyer.join(timeout_s)
-        if buyer.is_alive():
-            raise LabError(f"{design}: the first order did not finish within {timeout_s} s")
-        ask(2)
-        instance.drain()
-    finally:
-        release.set()
-        del inner.compensate
-        instance.close()
-    told.sort(key=lambda row: row[0])
-    rows = []
-    for attempt, result, start, end in told:
-        where = [order.order_id, order.sku, order.qty, attempt, min(attempt, 1), start, end]
-        rows.append([*where, (end - start) * 1000.0, result.outcome.value, result.detail])
-    records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
-    report = check_lab(lab, initial, records, redis_view=True)
-    first, during, later = (result for _, result, _, _ in told)
-    return ForcedRetry(mode, instance.name, first, during, later, reached.is_set(), records, report)
+    run = second_order_in_the_window(
+        lab,
+        design,
+        {order.sku: 0},
+        order,
+        order,
+        then=order,
+        front=lambda inner: wrap(inner, lab, mode),
+        options=options,
+        timeout_s=timeout_s,
+    )
+    assert run.then is not None  # sent: `then` was given
+    return ForcedRetry(
+        mode, run.design, run.first, run.second, run.then, run.held, run.records, run.report
+    )
 
 
 def memory_per_key(lab: Lab, names: list[str]) -> tuple[float, str]:

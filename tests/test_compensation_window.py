@@ -47,3 +47,12 @@ def test_a_design_without_gate_one_is_refused_before_anything_runs(redis_lab):
     with pytest.raises(LabError, match="no gate 1"):
         second_order_in_the_window(redis_lab, "db_only", {"sku-1": 1}, order, order)
     assert list(redis_lab.redis.scan_iter(match=f"{redis_lab.namespace}:*")) == []
+
+
+def test_a_third_send_after_the_first_answered_is_recorded(redis_lab):
+    order = Order("o-1", "sku-1", 1)
+    run = second_order_in_the_window(redis_lab, "two_gate", {"sku-1": 0}, order, order, then=order)
+    assert list(run.records["attempt"]) == [0, 1, 2]
+    assert run.held and run.second.outcome is Outcome.DUPLICATE
+    assert run.then is not None and run.then.outcome is Outcome.SOLD_OUT  # the code was freed
+    assert run.report.oversold == 0 and run.report.false_duplicates == 1
