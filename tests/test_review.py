@@ -32,7 +32,8 @@ def test_every_cell_matches_its_written_verdict(paired_lab):
     ran = frame[frame["applies"]]
     recommended = ran[ran["design"] == RECOMMENDED]
     recommended = recommended[~recommended["variant"].str.startswith("as written")]
-    assert set(recommended["row"]) == {RECOMMENDED, f"{RECOMMENDED} +guard"}
+    lines = f"{RECOMMENDED} (2-line checkouts)"
+    assert set(recommended["row"]) == {RECOMMENDED, f"{RECOMMENDED} +guard", lines}
     assert (recommended["oversold"] == 0).all() and (recommended["lost"] == 0).all()
     assert recommended["converged_after"].all()
     nemesis_cells = ran[~ran["fault"].isin(["none", "duplicate", "lost_reply"])]
