@@ -42,3 +42,9 @@ def namespace_beside(namespace: str, part: str) -> str:
     """A namespace of its own next to `namespace`: `<namespace>-<part>`. Its keys do not match
     `namespace_pattern(namespace)`, so clearing the lab's keys leaves them alone."""
     return f"{namespace}-{part}"
+
+
+def restock_channel(namespace: str) -> str:
+    """The pub/sub channel on which a restock (or a give-back) names a SKU whose stock rose, so
+    that every app process clears its local sold-out flag for it (`sold_out_flag`)."""
+    return f"{namespace}:restocked"

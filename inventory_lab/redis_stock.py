@@ -125,9 +125,15 @@ _EPOCH_FOR_SHARE = (
 def check_epoch(conn: Connection, sku: str, epoch: str | None) -> None:
     """Gate 2's half of the fence: share-lock the SKU's epoch row (a re-warm's bump waits for
     this transaction; this one waits for a bump in progress) and refuse an older epoch."""
-    current = conn.execute(_EPOCH_FOR_SHARE, {"sku": sku}).scalar_one()
+    current = share_locked_epoch(conn, sku)
     if epoch is None or int(epoch) != current:
         raise StaleEpoch(f"Redis was re-warmed (epoch {epoch} -> {current}) after gate 1")
+
+
+def share_locked_epoch(conn: Connection, sku: str) -> int:
+    """The database's epoch of `sku`, its row share-locked until `conn`'s transaction ends: no
+    re-warm can bump it (and read the stock) in between."""
+    return int(conn.execute(_EPOCH_FOR_SHARE, {"sku": sku}).scalar_one())
 
 
 def epochs(lab: Lab, sku: str) -> dict[str, int | None]:

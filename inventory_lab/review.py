@@ -7,7 +7,8 @@ re-warm overwrites Redis unfenced), without and with the guard, for the designs 
 describes: where the article's design oversells, the guard's column shows what stopping it
 costs; and the real orders of notebook 12: the multi-line designs sending 2-line checkouts (a
 checkout taken in part breaks the cell), `two_gate_lua` behind idempotency keys that store the
-outcome, and the `reservation` design. A *fault* is either in the workload (clients resend
+outcome, and the `reservation` design; and the designs beyond the article (notebook 11), as
+the lab builds them. A *fault* is either in the workload (clients resend
 orders; replies are lost) or struck by the nemesis (nemesis.py) while orders are in flight,
 several times per run at seeded moments.
 
@@ -39,7 +40,7 @@ from tqdm import tqdm
 from inventory_lab import nemesis
 from inventory_lab.backends import redis_client
 from inventory_lab.checker import CheckReport, check_lab
-from inventory_lab.designs import design_class, redis_design_names
+from inventory_lab.designs import BEYOND_THE_ARTICLE, design_class, redis_design_names
 from inventory_lab.designs.base import BaseDesign
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.experiment import machine
@@ -112,6 +113,7 @@ ROWS: tuple[Row, ...] = (
     *(Row(name, "lines") for name in MULTI_LINE),
     Row("two_gate_lua", "stored"),
     Row("reservation"),
+    *(Row(name) for name in BEYOND_THE_ARTICLE),
 )
 
 

@@ -45,6 +45,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "tasks.workers",
             "throttle",
             "redis_stock",
+            "restock",
+            "sold_out_flag",
         },
     ),
     (
@@ -83,6 +85,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stored_outcome",
             "saga",
             "reservations",
+            "flag_sale",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),

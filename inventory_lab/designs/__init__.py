@@ -15,6 +15,7 @@ from inventory_lab.designs.base import REGISTRY, BaseDesign, Design, register
 from inventory_lab.errors import LabError
 
 __all__ = [
+    "BEYOND_THE_ARTICLE",
     "REGISTRY",
     "TEACHING_ORDER",
     "BaseDesign",
@@ -37,6 +38,10 @@ TEACHING_ORDER = (
     "two_gate_lua",
     "task_engine",
 )
+
+# Beyond the article (notebook 11): techniques the systems that sell the hottest items add on top
+# of the article's recommended gate 1, each measured against it.
+BEYOND_THE_ARTICLE = ("two_gate_local_flag",)
 
 _loaded = False
 

@@ -80,6 +80,7 @@ class Admitted:
     """Gate 1 passed: stock decremented and code set on the copy of generation `epoch`."""
 
     epoch: str | None  # None: as written, no epoch is read
+    left: int | None = None  # the stock after the decrement, where the variant learns it
 
 
 NOT_WARM = Result(Outcome.ERROR, "gate 1: Redis holds no warmed stock for this SKU")

@@ -82,7 +82,7 @@ class TwoGateLua(TwoGate):
             return Result(Outcome.SOLD_OUT, "gate 1: not enough stock")
         if left == NOT_WARMED:
             return NOT_WARM
-        return Admitted(str(epoch) if self.fenced else None)
+        return Admitted(str(epoch) if self.fenced else None, left)
 
     # --- checkouts ----------------------------------------------------------------------------
 
