@@ -131,6 +131,7 @@ class DesignSender:
         return deduct_as_client(self.design, order).outcome
 
     def close(self) -> None:
+        self.design.close()  # its background work first (a flag's subscription), then the lab
         self.lab.close()
 
 

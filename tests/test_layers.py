@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "redis_stock",
             "restock",
             "sold_out_flag",
+            "gate_one_merging",
         },
     ),
     (
