@@ -4,7 +4,9 @@ no Python client reaches.
 - `pgbench_tps`: `db_only`'s transaction (anti-repeat INSERT, conditional UPDATE of one row,
   ledger INSERT) as a pgbench custom script, prepared statements, N clients, for a few seconds.
 - `redis_benchmark_rps`: the gate-1 script by EVALSHA from redis-benchmark's C clients, a fresh
-  random anti-repeat key per call.
+  random anti-repeat key per call, optionally pipelined (-P);
+- `redis_benchmark_batch_rps`: the merged gate-1 script (`two_gate_merged`'s), N orders per call:
+  what merging buys on the server, in decisions per second.
 
 Both need their tool (Debian: `postgresql-contrib` ships pgbench with the server,
 `redis-tools` ships redis-benchmark); where it is missing the ceiling is None with the reason.
@@ -90,27 +92,91 @@ def pgbench_tps(db_url: str, sku: str, *, clients: int, seconds: int = 5) -> Cei
 
 
 def redis_benchmark_rps(
-    redis_url: str, namespace: str, sku: str, *, clients: int, requests: int = 100_000
+    redis_url: str,
+    namespace: str,
+    sku: str,
+    *,
+    clients: int,
+    requests: int = 100_000,
+    pipeline: int = 1,
 ) -> Ceiling:
-    """redis-benchmark calling the gate-1 script (already loaded: `sha`) on `sku`'s stock hash."""
+    """redis-benchmark calling the gate-1 script on `sku`'s stock hash: one order per call,
+    `pipeline` calls in flight per connection (-P). The rate is calls (= decisions) per second."""
+    code_key = keys.anti_repeat_key(namespace, "rb-__rand_int__", sku)
+    args = ["2", code_key, keys.stock_key(namespace, sku), "1", str(DEFAULT_TTL_MS)]
+    tool = "redis-benchmark" if pipeline == 1 else f"redis-benchmark -P {pipeline}"
+    return _redis_benchmark(
+        redis_url, "gate1", args, tool, clients=clients, requests=requests, pipeline=pipeline
+    )
+
+
+def redis_benchmark_batch_rps(
+    redis_url: str,
+    namespace: str,
+    sku: str,
+    *,
+    clients: int,
+    batch: int,
+    requests: int = 20_000,
+) -> Ceiling:
+    """redis-benchmark calling the merged gate-1 script (`gate1_batch.lua`) with `batch` orders
+    per call, each with an anti-repeat key of its own. The rate is *decisions* per second (calls
+    per second × `batch`), to set beside `redis_benchmark_rps`'s."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    codes = [keys.anti_repeat_key(namespace, f"rb-{i}-__rand_int__", sku) for i in range(batch)]
+    args = [
+        str(1 + batch),
+        keys.stock_key(namespace, sku),
+        *codes,
+        str(DEFAULT_TTL_MS),
+        *(["1"] * batch),
+    ]
+    calls = _redis_benchmark(
+        redis_url,
+        "gate1_batch",
+        args,
+        f"redis-benchmark batch {batch}",
+        clients=clients,
+        requests=requests,
+    )
+    if calls.rate is None:
+        return calls
+    return Ceiling(calls.tool, clients, calls.rate * batch, f"{calls.rate:,.0f} calls/s")
+
+
+def _redis_benchmark(
+    redis_url: str,
+    script: str,
+    args: list[str],
+    tool_label: str,
+    *,
+    clients: int,
+    requests: int,
+    pipeline: int = 1,
+) -> Ceiling:
+    """redis-benchmark running EVALSHA of the lab's `script` (loaded first) with `args`.
+
+    __rand_int__ is redis-benchmark's: each occurrence in a key becomes a fresh random number
+    per call (-r: from 10^9 values), so every call's anti-repeat keys are new."""
     if not redis_url.startswith("redis://"):
-        return Ceiling("redis-benchmark", clients, None, "needs a redis:// server")
+        return Ceiling(tool_label, clients, None, "needs a redis:// server")
     tool = shutil.which("redis-benchmark")
     if tool is None:
-        return Ceiling("redis-benchmark", clients, None, "redis-benchmark not installed")
+        return Ceiling(tool_label, clients, None, "redis-benchmark not installed")
+    if isinstance(pipeline, bool) or not isinstance(pipeline, int) or pipeline < 1:
+        raise ValueError(f"pipeline must be a positive integer, got {pipeline!r}")
     import redis as redis_py
 
     from inventory_lab.scripts import lua_source
 
     client = redis_py.Redis.from_url(redis_url)
     try:
-        sha = client.script_load(lua_source("gate1"))
+        sha = client.script_load(lua_source(script))
         db = client.connection_pool.connection_kwargs.get("db", 0)
     finally:
         client.close()
     url = make_url(redis_url.replace("redis://", "redis+x://", 1))
-    # __rand_int__ is redis-benchmark's: a fresh anti-repeat key per call (-r: from 10^9 values)
-    code_key = keys.anti_repeat_key(namespace, "rb-__rand_int__", sku)
     command = [
         tool,
         "-h",
@@ -125,19 +191,17 @@ def redis_benchmark_rps(
         str(requests),
         "-r",
         "1000000000",
+        "-P",
+        str(pipeline),
         "--csv",
         "EVALSHA",
         sha,
-        "2",
-        code_key,
-        keys.stock_key(namespace, sku),
-        "1",
-        str(DEFAULT_TTL_MS),
+        *args,
     ]
     env = dict(os.environ)
     if url.password:
         env["REDISCLI_AUTH"] = url.password
-    return _run(command, env, "redis-benchmark", clients, r'^"EVALSHA[^"]*","([0-9.]+)"')
+    return _run(command, env, tool_label, clients, r'^"EVALSHA[^"]*","([0-9.]+)"')
 
 
 def _run(command: list[str], env: dict[str, str], tool: str, clients: int, pattern: str) -> Ceiling:

@@ -3,10 +3,12 @@
 A benchmark figure means little alone; next to the fastest the same machinery can drive the same
 server, it says how much of the ceiling a design reaches. So the load generator sends orders to a
 `Target`, and a target is either a design (its `deduct`, exactly as a client calls it) or one of
-two raw ceilings with nothing of the lab in the loop:
+three raw ceilings with nothing of the lab in the loop:
 
 - `raw_evalsha`: the gate-1 Lua script by EVALSHA, straight through redis-py (hiredis parser),
   on the same keys and stock — every decision `two_gate_lua` makes at gate 1, and no gate 2;
+- `raw_merged`: the same decisions merged per SKU by `two_gate_merged`'s window into one call of
+  the batch script (options `window_ms`, `max_batch`), and no gate 2;
 - `raw_sql`: `db_only`'s transaction (anti-repeat INSERT, conditional UPDATE, ledger INSERT,
   COMMIT) as constant SQL text on the bare DBAPI driver (psycopg, PyMySQL or sqlite3), no
   SQLAlchemy; parameters are always bound, never formatted in.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +33,8 @@ from inventory_lab import keys, schema
 from inventory_lab.backends import first_line, redis_client, sql_dialect
 from inventory_lab.designs import design_class
 from inventory_lab.designs.two_gate import DEFAULT_TTL_MS
+from inventory_lab.designs.two_gate_merged import decide_in_one_call
+from inventory_lab.gate_one_merging import DEFAULT_MAX_BATCH, DEFAULT_WINDOW_MS, MergingWindow
 from inventory_lab.lab import Lab, open_lab
 from inventory_lab.orders import Order, Outcome
 from inventory_lab.scripts import lua_source
@@ -38,7 +42,7 @@ from inventory_lab.workload import deduct_as_client
 
 log = logging.getLogger(__name__)
 
-RAW_KINDS = ("raw_evalsha", "raw_sql")
+RAW_KINDS = ("raw_evalsha", "raw_merged", "raw_sql")
 # Database connections the load may hold, all processes together: PostgreSQL allows 100 by
 # default and the parent needs a few (task executors, probes). Past it, client threads queue for
 # a pooled connection, as they would behind an app server's capped pool.
@@ -67,7 +71,9 @@ class Target:
 
     @property
     def uses_redis(self) -> bool:
-        return self.kind == "raw_evalsha" or (not self.raw and design_class(self.kind).uses_redis)
+        return self.kind in ("raw_evalsha", "raw_merged") or (
+            not self.raw and design_class(self.kind).uses_redis
+        )
 
 
 class Sender(Protocol):
@@ -84,7 +90,7 @@ def prepare(target: Target, lab: Lab, initial: Mapping[str, int]) -> Any:
     if target.kind == "raw_sql":
         schema.reset(lab.engine, initial)
         return None
-    if target.kind == "raw_evalsha":
+    if target.kind in ("raw_evalsha", "raw_merged"):
         design_class("two_gate_lua")(lab).setup(initial)
         return None
     instance = design_class(target.kind)(lab, **target.options)
@@ -98,6 +104,8 @@ def open_sender(target: Target, redis_url: str, db_url: str, namespace: str, lay
     clients = layout.clients
     if target.kind == "raw_evalsha":
         return RawEvalsha(redis_url, namespace, clients)
+    if target.kind == "raw_merged":
+        return RawMerged(redis_url, namespace, clients, **target.options)
     connections = max(1, min(clients, DB_CONNECTIONS // layout.processes))
     if target.kind == "raw_sql":
         return RawSql(db_url, connections)
@@ -153,6 +161,40 @@ class RawEvalsha:
         except redis.RedisError:
             return Outcome.UNKNOWN
         return _LUA_ANSWERS.get(int(left), Outcome.ACCEPTED)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RawMerged:
+    """Gate 1 merged and nothing else: `two_gate_merged`'s window and batch script, no gate 2 —
+    the Redis ceiling of merging through Python, beside `RawEvalsha`'s one call per order."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        namespace: str,
+        clients: int,
+        *,
+        window_ms: float = DEFAULT_WINDOW_MS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self.client = redis_client(redis_url)
+        self.namespace = namespace
+        self.script = self.client.register_script(lua_source("gate1_batch"))
+        self.client.script_load(self.script.script)  # loaded now: NOSCRIPT never in the window
+        self.window = MergingWindow(self._decide, window_ms=window_ms, max_batch=max_batch)
+        _warm_redis_pool(self.client, clients)
+
+    def _decide(self, orders: Sequence[Order]) -> tuple[str, list[int]]:
+        return decide_in_one_call(self.script, self.namespace, orders, DEFAULT_TTL_MS)
+
+    def send(self, order: Order) -> Outcome:
+        try:
+            _epoch, verdict = self.window.decide(order)
+        except redis.RedisError:
+            return Outcome.UNKNOWN
+        return _LUA_ANSWERS.get(verdict, Outcome.ACCEPTED)
 
     def close(self) -> None:
         self.client.close()

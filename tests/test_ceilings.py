@@ -2,12 +2,18 @@
 
 import shutil
 
+import pytest
 from conftest import _missing
 
 from inventory_lab import schema
 from inventory_lab.backends import configured_db_urls, configured_redis_url, sql_dialect
 from inventory_lab.bench import bench_session
-from inventory_lab.ceilings import PGBENCH_SCRIPT, pgbench_tps, redis_benchmark_rps
+from inventory_lab.ceilings import (
+    PGBENCH_SCRIPT,
+    pgbench_tps,
+    redis_benchmark_batch_rps,
+    redis_benchmark_rps,
+)
 from inventory_lab.senders import Target, prepare
 
 
@@ -57,3 +63,30 @@ def test_redis_benchmark_runs_gate_one(bench_namespace):
         left = int(session.lab.redis.hget(f"{bench_namespace}:{{sku-0001}}:stock", "inStock"))
     assert ceiling.rate is not None and ceiling.rate > 0, ceiling.note
     assert left == 0  # 500 calls took the 100 units: the script really ran on the lab's hash
+
+
+@pytest.mark.parametrize("how", ["pipelined", "batch"])
+def test_redis_benchmark_runs_gate_one_pipelined_and_merged(bench_namespace, how):
+    url = configured_redis_url()
+    if url is None or shutil.which("redis-benchmark") is None:
+        _missing("no Redis configured, or no redis-benchmark")
+    with bench_session(url, None, namespace=bench_namespace) as session:
+        prepare(Target("raw_evalsha"), session.lab, {"sku-0001": 1_000})
+        if how == "pipelined":
+            ceiling = redis_benchmark_rps(
+                url, bench_namespace, "sku-0001", clients=2, requests=400, pipeline=8
+            )
+        else:  # 50 calls of 8 orders each
+            ceiling = redis_benchmark_batch_rps(
+                url, bench_namespace, "sku-0001", clients=2, batch=8, requests=50
+            )
+        left = int(session.lab.redis.hget(f"{bench_namespace}:{{sku-0001}}:stock", "inStock"))
+        codes = sum(1 for _ in session.lab.redis.scan_iter(match=f"{bench_namespace}:*:ar:*"))
+    assert ceiling.rate is not None and ceiling.rate > 0, ceiling.note
+    # 400 decisions took 400 units (less any random key drawn twice, a duplicate): they ran
+    assert 1_000 - left == codes and 390 <= codes <= 400
+
+
+def test_a_bad_pipeline_or_batch_is_refused():
+    with pytest.raises(ValueError):
+        redis_benchmark_batch_rps("redis://127.0.0.1:6379/0", "ns", "sku-0001", clients=1, batch=0)

@@ -87,6 +87,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "saga",
             "reservations",
             "flag_sale",
+            "merging_bench",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),

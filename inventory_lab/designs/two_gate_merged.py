@@ -28,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from redis.commands.core import Script
+
+from inventory_lab import keys
 from inventory_lab.checkout import Checkout
 from inventory_lab.designs.base import BaseDesign, register
 from inventory_lab.designs.two_gate import DEFAULT_TTL_MS, NOT_WARM, Admitted
@@ -87,11 +90,7 @@ class TwoGateMerged(TwoGateLua):
     def decide_batch(self, orders: Sequence[Order]) -> tuple[str, list[int]]:
         """One call of gate1_batch.lua for `orders` (one SKU, in arrival order): the epoch of
         the stock copy and each order's verdict (the stock after it, or a refusal code)."""
-        code_keys = [self.keys_for(order)[0] for order in orders]
-        stock_key = self.keys_for(orders[0])[1]
-        args = [self.ttl_ms, *(order.qty for order in orders)]
-        epoch, *verdicts = self.batch_script(keys=[stock_key, *code_keys], args=args)
-        return str(epoch), [int(verdict) for verdict in verdicts]
+        return decide_in_one_call(self.batch_script, self.lab.namespace, orders, self.ttl_ms)
 
     def window_stats(self) -> WindowStats:
         """The latency the window added (p50/p99, µs) and the orders it merged per call."""
@@ -101,3 +100,15 @@ class TwoGateMerged(TwoGateLua):
         """Refused (LabError): checkouts go to `two_gate_lua`, whose `place` this does not
         inherit."""
         return BaseDesign.place(self, checkout)
+
+
+def decide_in_one_call(
+    script: Script, namespace: str, orders: Sequence[Order], ttl_ms: int
+) -> tuple[str, list[int]]:
+    """One call of gate1_batch.lua (`script`) for `orders` of one SKU, in arrival order: the
+    epoch of the stock copy and each order's verdict (also the `raw_merged` ceiling's call)."""
+    stock_key = keys.stock_key(namespace, orders[0].sku)
+    code_keys = [keys.anti_repeat_key(namespace, order.order_id, order.sku) for order in orders]
+    args = [ttl_ms, *(order.qty for order in orders)]
+    epoch, *verdicts = script(keys=[stock_key, *code_keys], args=args)
+    return str(epoch), [int(verdict) for verdict in verdicts]

@@ -16,7 +16,11 @@ from matplotlib.ticker import NullLocator
 from inventory_lab.designs import TEACHING_ORDER
 from inventory_lab.plots.common import _label
 
-_CEILING_STYLES = {"raw_evalsha": ("0.15", "--"), "raw_sql": ("0.5", "--")}
+_CEILING_STYLES = {
+    "raw_evalsha": ("0.15", "--"),
+    "raw_merged": ("0.3", ":"),
+    "raw_sql": ("0.5", "--"),
+}
 _TOOL_MARKERS = {"pgbench": "X", "redis-benchmark": "*"}
 
 
@@ -75,8 +79,9 @@ def bench_by_clients(
     """One scenario of a bench: `value` against total clients, one line per target.
 
     `cells` is `bench.run_bench`'s frame (or the `cells` of a bench file): scenario, target,
-    clients and the value. Raw ceilings (`raw_evalsha`, `raw_sql`) are dashed; `ceilings` (tool,
-    clients, rate: pgbench, redis-benchmark) are drawn as markers where they were measured.
+    clients and the value. Raw ceilings (`raw_evalsha`, `raw_merged`, `raw_sql`) are dashed or
+    dotted; `ceilings` (tool, clients, rate: pgbench, redis-benchmark) are drawn as markers where
+    they were measured.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.2))
