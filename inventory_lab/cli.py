@@ -24,6 +24,8 @@ from rich.table import Table
 from inventory_lab import history
 from inventory_lab.backends import FAKE_REDIS, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
+from inventory_lab.beyond import PARTS as BEYOND_PARTS
+from inventory_lab.beyond import run_parts
 from inventory_lab.checkout import MAX_LINES
 from inventory_lab.designs import BEYOND_THE_ARTICLE, TEACHING_ORDER, design_class, design_names
 from inventory_lab.errors import LabError
@@ -39,7 +41,7 @@ from inventory_lab.explorer import (
 from inventory_lab.explorer import FAULTS as EXPLORE_FAULTS
 from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
-from inventory_lab.results import DEFAULT_PATH, load_runs, save_run
+from inventory_lab.results import DEFAULT_PATH, json_records, load_runs, save_run
 from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
 from inventory_lab.review_report import review_document, write_report
 from inventory_lab.senders import RAW_KINDS
@@ -209,6 +211,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--db", default=None)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
+    beyond = commands.add_parser(
+        "beyond",
+        help="techniques beyond the article, each against the article's design in one run: "
+        "local sold-out flag, merging at gate 1 (and the window's latency)",
+    )
+    beyond.add_argument(
+        "--parts",
+        default=",".join(BEYOND_PARTS),
+        help=f"comma-separated: {', '.join(BEYOND_PARTS)}",
+    )
+    beyond.add_argument("--clients", type=_int_in(1, 1024), default=32, help="merging: clients")
+    beyond.add_argument(
+        "--orders", type=_int_in(100, 10_000_000), default=20_000, help="merging: orders per cell"
+    )
+    beyond.add_argument(
+        "--batch", type=_int_in(1, 1024), default=16, help="merging: orders per batch / -P"
+    )
+    beyond.add_argument(
+        "--processes", type=_int_in(1, 64), default=os.cpu_count() or 1, help="load processes"
+    )
+    beyond.add_argument("--redis", default=FAKE_REDIS)
+    beyond.add_argument("--db", default=None)
+    beyond.add_argument("--json", action="store_true", help="print one JSON object")
+
     growth = commands.add_parser(
         "growth", help="time and peak memory of `run` as orders or SKUs grow (child processes)"
     )
@@ -316,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "growth":
             return _growth(args)
+        if args.command == "beyond":
+            return _beyond(args)
         if args.command == "review":
             return _review(args)
         if args.command == "report":
@@ -547,6 +575,30 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _beyond(args: argparse.Namespace) -> int:
+    parts = _names(args.parts, list(BEYOND_PARTS), "part")
+    with bench_session(args.redis, args.db, processes=args.processes) as session:
+        body = run_parts(
+            session,
+            parts,
+            clients=args.clients,
+            orders=args.orders,
+            batch=args.batch,
+            progress=not args.json,
+        )
+    if args.json:
+        print(json.dumps(body, default=str))
+        return 0
+    print(f"{body['redis']} + {body['db']} on {body['machine']}, {body['processes']} processes")
+    for table in ("flags", "merging_rates", "window"):
+        if table in body:
+            print(f"\n{table}:")
+            print(pd.DataFrame(body[table]).to_string(index=False))
+    if "merging_ratios" in body:
+        print(json.dumps(body["merging_ratios"]))
+    return 0
+
+
 def _growth(args: argparse.Namespace) -> int:
     design_class(args.design)
     sizes = _int_list(args.sizes, "--sizes", 1, 10_000_000)
@@ -574,9 +626,7 @@ def _growth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as dicts, a missing value as None (JSON has no NaN)."""
-    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+_records = json_records
 
 
 def _review_cells(args: argparse.Namespace) -> tuple[list[str], list[str]]:

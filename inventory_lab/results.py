@@ -80,3 +80,8 @@ def load_runs(path: str | Path = DEFAULT_PATH, sql: str = "SELECT * FROM runs") 
     """The stored runs as a DataFrame; `sql` may be any query over the `runs` table."""
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(sql).df()
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as dicts for a JSON file, a missing value as None (JSON has no NaN)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")

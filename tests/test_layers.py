@@ -88,6 +88,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "reservations",
             "flag_sale",
             "merging_bench",
+            "beyond",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),

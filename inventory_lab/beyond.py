@@ -1,0 +1,78 @@
+"""Beyond the article, measured in one session (notebook 11, `inventory-lab beyond`).
+
+Each *part* is one technique the systems that sell the hottest items add to the article's design,
+measured against that design on the same backends, in the same run:
+
+- `flags`: the local sold-out flag — a flash sale with a restock (`flag_sale.compare_flags`):
+  Redis round trips saved, false sold-outs when the restock message is heard or missed;
+- `merging`: request merging at gate 1 — decisions per second beside redis-benchmark's pipelined
+  EVALSHA and its merged script (`merging_bench.gate_one_rates`);
+- `window`: what the merging window costs in latency (`merging_bench.window_cost`).
+
+`run_parts` returns one JSON-ready dict (the backends, masked; the machine; the commit; a table
+per part), which `inventory-lab beyond --json` prints and `read_reference` reads back as frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from inventory_lab.bench import BenchSession
+from inventory_lab.experiment import source_commit
+from inventory_lab.flag_sale import compare_flags
+from inventory_lab.merging_bench import gate_one_rates, window_cost
+from inventory_lab.results import json_records
+
+PARTS = ("flags", "merging", "window")
+TABLES = ("flags", "merging_rates", "window")
+
+
+def run_parts(
+    session: BenchSession,
+    parts: Sequence[str] = PARTS,
+    *,
+    clients: int = 32,
+    orders: int = 20_000,
+    batch: int = 16,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Measure each of `parts` on `session`'s backends; one JSON-ready dict."""
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
+    body: dict[str, Any] = {
+        **session.describe(),
+        "commit": source_commit(),
+        "processes": session.processes,
+    }
+    for part in tqdm(parts, desc="beyond", disable=not progress):
+        if part == "flags":
+            body["flags"] = json_records(compare_flags(session.lab))
+        elif part == "merging":
+            measured = gate_one_rates(session, clients=clients, orders=orders, batch=batch)
+            body["merging_rates"] = json_records(measured.rates)
+            body["merging_ratios"] = {
+                "merged_vs_pipelined": measured.merged_vs_pipelined,
+                "merged_vs_one_call": measured.merged_vs_one_call,
+                "batch_vs_pipelined": measured.batch_vs_pipelined,
+                "batch": batch,
+                "clients": clients,
+            }
+        else:
+            body["window"] = json_records(window_cost(session))
+    return body
+
+
+def read_reference(path: str | Path) -> dict[str, Any]:
+    """A `beyond --json` file: its fields, with each part's table as a DataFrame."""
+    body = json.loads(Path(path).read_text())
+    for table in TABLES:
+        if table in body:
+            body[table] = pd.DataFrame(body[table])
+    return body
