@@ -221,6 +221,21 @@ def test_task_engine_accepts_before_persisting(lab):
         design.close()
 
 
+def test_executors_driven_by_hand_apply_after_setup(lab):
+    """Regression: `setup` stops the engine, and `stop` left its stop flag set, so `work_once`
+    (the stateful test's executor, the explorer's) claimed each task and handed it back."""
+    design = design_class("task_engine")(lab, start_workers=False)
+    design.setup({"sku-1": 5})
+    try:
+        assert design.deduct(Order("o-1", "sku-1", 2)).outcome is Outcome.ACCEPTED
+        assert design.task_engine.work_once() == 1
+        assert design.pending() == {}
+        with lab.engine.connect() as conn:
+            assert schema.read_stock(conn) == {"sku-1": 3}
+    finally:
+        design.close()
+
+
 @pytest.mark.parametrize("guard", [False, True])
 def test_a_rewarm_that_forgets_pending_tasks_oversells_unless_the_db_guards(lab, guard):
     design = design_class("task_engine")(

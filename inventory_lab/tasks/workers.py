@@ -148,6 +148,9 @@ class TaskEngine:
         if self._threads:
             names = ", ".join(t.name for t in self._threads)
             raise TimeoutError(f"still running after {timeout_s} s: {names}")
+        # Stopped, no longer stopping: `work_once` driven by hand (tests, the explorer, a design
+        # set up with start_workers=False, whose `setup` stops the engine) claims work again.
+        self._stop.clear()
 
     def recover(self) -> int:
         """Start-up recovery: unlock what earlier boots of this node left LOCKED, at once."""
@@ -229,6 +232,10 @@ class TaskEngine:
     def _process(self, task: Task, owner: str) -> None:
         if self.pause_after_claim_s:  # the nemesis: a worker stalls (GC, swap) holding its task
             time.sleep(self.pause_after_claim_s)
+        self._apply_and_finish(task, owner)
+
+    def _apply_and_finish(self, task: Task, owner: str) -> None:
+        """Apply one claimed task and record how it ended: DONE, FAILED or DEAD."""
         try:
             fresh = self.apply(task.order)
         except TaskRefused as exc:  # it can never succeed: no retries
