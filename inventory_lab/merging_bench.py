@@ -42,7 +42,7 @@ WINDOWS_MS = (0.25, 1.0, 4.0)
 class MergingRates:
     """Question 1: one row per source of decisions, and the ratios the lab reports."""
 
-    rates: pd.DataFrame  # source, kind, clients, decisions_per_s, saturated
+    rates: pd.DataFrame  # source, kind, clients, decisions_per_s, saturated, note
     merged_vs_pipelined: float | None  # raw_merged / redis-benchmark -P (None: no tool)
     merged_vs_one_call: float  # raw_merged / raw_evalsha
     batch_vs_pipelined: float | None  # the two C clients: merged script / pipelined calls
@@ -73,6 +73,7 @@ def gate_one_rates(
                 "clients": clients,
                 "decisions_per_s": cell["decisions_per_s"],
                 "saturated": cell["saturated"],
+                "note": "",
             }
         )
     tools = _tool_rates(session, clients, batch, benchmark_requests)
@@ -83,7 +84,8 @@ def gate_one_rates(
                 "kind": "C (redis-benchmark)",
                 "clients": ceiling.clients,
                 "decisions_per_s": None if ceiling.rate is None else round(ceiling.rate, 1),
-                "saturated": ceiling.note,
+                "saturated": None,  # the tool's own run: no CPU sampled around it
+                "note": ceiling.note,
             }
         )
     rates = pd.DataFrame(rows)

@@ -96,7 +96,7 @@ class Row:
         options: dict[str, Any] = {}
         if self.design == "naive":  # rounds of all clients: the race happens on every run
             options.update(lockstep=concurrency, lockstep_timeout_s=2.0)
-        if self.design == RECOMMENDED:
+        if self.design in (RECOMMENDED, "task_engine_merged"):
             options.update(lease_s=0.3, backoff_s=0.02, max_backoff_s=0.3, max_attempts=12)
         if "guard" in self.variant:
             options["db_guard"] = True

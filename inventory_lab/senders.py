@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from inventory_lab import keys, schema
 from inventory_lab.backends import first_line, redis_client, sql_dialect
 from inventory_lab.designs import design_class
+from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.designs.two_gate import DEFAULT_TTL_MS
 from inventory_lab.designs.two_gate_merged import decide_in_one_call
 from inventory_lab.gate_one_merging import DEFAULT_MAX_BATCH, DEFAULT_WINDOW_MS, MergingWindow
@@ -125,7 +126,7 @@ class DesignSender:
         connections: int,
     ) -> None:
         options = dict(target.options)
-        if target.kind == "task_engine":
+        if issubclass(design_class(target.kind), TaskEngineDesign):
             options["start_workers"] = False  # the parent's instance runs the executors
         self.lab = open_lab(
             redis_url, db_url, namespace=namespace, pool_size=connections, max_overflow=0

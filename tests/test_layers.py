@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "restock",
             "sold_out_flag",
             "gate_one_merging",
+            "tasks.merging",
         },
     ),
     (
@@ -89,6 +90,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flag_sale",
             "merging_bench",
             "beyond",
+            "drain_bench",
         },
     ),
     ("faces", {"", "__main__", "plots", "plots.*", "cli"}),

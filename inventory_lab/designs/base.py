@@ -82,7 +82,7 @@ class BaseDesign:
         """Deduct every line of `checkout` or none (designs with `takes_lines`)."""
         raise LabError(
             f"{self.name} takes one line per order; multi-line checkouts need one of "
-            "db_only, two_gate_lua, task_engine"
+            + ", ".join(sorted(name for name, cls in REGISTRY.items() if cls.takes_lines))
         )
 
     def drain(self) -> None:

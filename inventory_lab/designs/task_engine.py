@@ -57,10 +57,14 @@ class TaskEngineDesign(TwoGateLua):
             per_line_gate=per_line_gate,
         )
         self.store = TaskStore(lab.engine, shards)
-        self.task_engine = TaskEngine(self.store, self.apply, workers=workers, **engine_options)
+        self.task_engine = self.make_task_engine(workers=workers, **engine_options)
         self.start_workers = start_workers
         self.drain_timeout_s = drain_timeout_s
         self.rewarm_minus_pending = rewarm_minus_pending
+
+    def make_task_engine(self, *, workers: int, **engine_options: Any) -> TaskEngine:
+        """The executors and maintenance workers over `self.store` (a subclass may run others)."""
+        return TaskEngine(self.store, self.apply, workers=workers, **engine_options)
 
     def setup(self, initial: Mapping[str, int]) -> None:
         self.task_engine.stop()

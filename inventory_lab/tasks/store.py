@@ -14,9 +14,12 @@ Life cycle (the article's codes 0 and 100; the rest are the lab's):
 
 Claiming one task is `UPDATE … SET status = 100 … WHERE id = :id AND status = 0`: of two workers
 racing for it, exactly one updates a row. Batch claiming on PostgreSQL and MariaDB takes
-`SELECT … FOR UPDATE SKIP LOCKED` first. Completion is a compare-and-set on id, owner and
-status, so a worker whose lease ran out cannot mark done a task another worker now holds; `renew`
-is the same compare-and-set, run before applying, so a worker never applies a task it lost.
+`SELECT … FOR UPDATE SKIP LOCKED` first. `claim_sku_batch` claims the NEW tasks of one SKU
+together, for the executors that apply them as one transaction (`tasks.merging`); `hold` and
+`complete_held` are that transaction's lease check and completion, run inside it. Completion is a
+compare-and-set on id, owner and status, so a worker whose lease ran out cannot mark done a task
+another worker now holds; `renew` is the same compare-and-set, run before applying, so a worker
+never applies a task it lost.
 Every claim, completion and unlock goes through `backends.in_transaction`, which re-runs a
 transaction the database chose as a deadlock victim (MariaDB does, under SKIP LOCKED batches).
 
@@ -177,6 +180,29 @@ class TaskStore:
             self.record(conn, order)
         return shard
 
+    def add_many(self, orders: Sequence[Order], *, rows_per_insert: int = 500) -> int:
+        """Record many accepted deductions as NEW tasks, each row as `record` writes it, in
+        multi-row INSERTs, one transaction per shard (a benchmark's backlog). Returns how many."""
+        by_shard: dict[int, list[Order]] = {}
+        for order in orders:
+            by_shard.setdefault(self.shard_of(order.order_id), []).append(order)
+        for shard, mine in by_shard.items():
+            table = self.tables[shard]
+            with self.engine_of(shard).begin() as conn:
+                for start in range(0, len(mine), rows_per_insert):
+                    rows = [
+                        {
+                            **_task_values(order),
+                            "status": int(Status.NEW),
+                            "attempts": 0,
+                            "created_time": db_now(),
+                            "modify_time": db_now(),
+                        }
+                        for order in mine[start : start + rows_per_insert]
+                    ]
+                    conn.execute(table.insert().values(rows))
+        return sum(len(mine) for mine in by_shard.values())
+
     def has_task(self, conn: Connection, order: Order) -> bool:
         table = self.tables[self.shard_of(order.order_id)]
         found = conn.execute(sa.select(table.c.id).where(table.c.code == order.anti_repeat_code))
@@ -241,6 +267,59 @@ class TaskStore:
 
         return self._tasks(shard, owner, in_transaction(engine, work))
 
+    def claim_sku_batch(self, shard: int, owner: str, limit: int) -> list[Task]:
+        """Claim up to `limit` NEW tasks of one SKU (that of the shard's oldest NEW task), in id
+        order, for an executor that applies them as one transaction.
+
+        PostgreSQL and MariaDB: `SELECT … FOR UPDATE SKIP LOCKED`, then the claim, as in
+        `claim_batch`. SQLite (one writer, no SKIP LOCKED): the article's conditional update on
+        the ids read just before, then the rows this owner now holds (another executor may have
+        won some of them).
+        """
+        engine = self.engine_of(shard)
+        table = self.tables[shard]
+        new = table.c.status == int(Status.NEW)
+        with engine.connect() as conn:
+            sku = conn.execute(
+                sa.select(table.c.sku).where(new).order_by(table.c.id).limit(1)
+            ).scalar_one_or_none()
+        if sku is None:
+            return []
+        pending = sa.select(table.c.id).where(new, table.c.sku == sku).order_by(table.c.id)
+        skip_locked = engine.dialect.name != "sqlite"
+
+        def work(conn: Connection) -> list[sa.Row[Any]]:
+            query = pending.limit(limit)
+            if skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            claimed = conn.execute(
+                sa.update(table)
+                .where(table.c.id.in_(ids), new)
+                .values(status=int(Status.LOCKED), lock_owner=owner, modify_time=db_now())
+            ).rowcount
+            if claimed < len(ids):  # SQLite: another executor won some of them
+                ids = self._held_ids(conn, shard, ids, owner)
+            return self._rows(conn, shard, ids) if ids else []
+
+        return self._tasks(shard, owner, in_transaction(engine, work))
+
+    def _held_ids(self, conn: Connection, shard: int, ids: list[int], owner: str) -> list[int]:
+        table = self.tables[shard]
+        return list(
+            conn.execute(
+                sa.select(table.c.id)
+                .where(
+                    table.c.id.in_(ids),
+                    table.c.lock_owner == owner,
+                    table.c.status == int(Status.LOCKED),
+                )
+                .order_by(table.c.id)
+            ).scalars()
+        )
+
     def _rows(self, conn: Connection, shard: int, ids: list[int]) -> list[sa.Row[Any]]:
         table = self.tables[shard]
         return list(
@@ -284,6 +363,41 @@ class TaskStore:
         )
         engine = self.engine_of(task.shard)
         return in_transaction(engine, lambda conn: conn.execute(statement).rowcount == 1)
+
+    def hold(self, conn: Connection, shard: int, ids: Sequence[int], owner: str) -> set[int]:
+        """In `conn`'s transaction: renew the lease of each of `ids` this owner still holds, and
+        keep their rows locked until the transaction ends (on SQLite: take the one writer's
+        lock), so that no unlock or other executor can take them meanwhile. Returns the ids held;
+        a task whose lease was lost (unlocked, perhaps claimed again) is left alone."""
+        table = self.tables[shard]
+        renewed = conn.execute(
+            sa.update(table)
+            .where(
+                table.c.id.in_(list(ids)),
+                table.c.lock_owner == owner,
+                table.c.status == int(Status.LOCKED),
+            )
+            .values(modify_time=db_now())
+        ).rowcount
+        if renewed == len(ids):
+            return set(ids)
+        return set(self._held_ids(conn, shard, list(ids), owner))
+
+    def complete_held(self, conn: Connection, shard: int, ids: Sequence[int], owner: str) -> int:
+        """In `conn`'s transaction: mark DONE the tasks `hold` returned (the compare-and-set of
+        `complete`, on many ids at once). Returns how many."""
+        table = self.tables[shard]
+        return conn.execute(
+            sa.update(table)
+            .where(
+                table.c.id.in_(list(ids)),
+                table.c.lock_owner == owner,
+                table.c.status == int(Status.LOCKED),
+            )
+            .values(
+                status=int(Status.DONE), done_time=db_now(), modify_time=db_now(), lock_owner=None
+            )
+        ).rowcount
 
     def renew(self, task: Task, owner: str) -> bool:
         """Extend the lease before applying; false if it was already lost (do not apply)."""
