@@ -7,7 +7,9 @@ measured against that design on the same backends, in the same run:
   Redis round trips saved, false sold-outs when the restock message is heard or missed;
 - `merging`: request merging at gate 1 — decisions per second beside redis-benchmark's pipelined
   EVALSHA and its merged script (`merging_bench.gate_one_rates`);
-- `window`: what the merging window costs in latency (`merging_bench.window_cost`).
+- `window`: what the merging window costs in latency (`merging_bench.window_cost`);
+- `drain`: merging at gate 2 — one hot SKU's backlog persisted task by task and in batches,
+  beside pgbench on one row (`drain_bench.drain_rates`).
 
 `run_parts` returns one JSON-ready dict (the backends, masked; the machine; the commit; a table
 per part), which `inventory-lab beyond --json` prints and `read_reference` reads back as frames.
@@ -24,13 +26,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from inventory_lab.bench import BenchSession
+from inventory_lab.drain_bench import drain_rates
 from inventory_lab.experiment import source_commit
 from inventory_lab.flag_sale import compare_flags
 from inventory_lab.merging_bench import gate_one_rates, window_cost
 from inventory_lab.results import json_records
 
-PARTS = ("flags", "merging", "window")
-TABLES = ("flags", "merging_rates", "window")
+PARTS = ("flags", "merging", "window", "drain")
+TABLES = ("flags", "merging_rates", "window", "drain_rates")
 
 
 def run_parts(
@@ -40,6 +43,7 @@ def run_parts(
     clients: int = 32,
     orders: int = 20_000,
     batch: int = 16,
+    drain_tasks: int = 20_000,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Measure each of `parts` on `session`'s backends; one JSON-ready dict."""
@@ -64,8 +68,16 @@ def run_parts(
                 "batch": batch,
                 "clients": clients,
             }
-        else:
+        elif part == "window":
             body["window"] = json_records(window_cost(session))
+        else:
+            drained = drain_rates(session, tasks=drain_tasks)
+            body["drain_rates"] = json_records(drained.rows)
+            body["drain_ratios"] = {
+                "merged_over_pgbench": drained.merged_over_pgbench,
+                "merged_over_per_task": drained.merged_over_per_task,
+                "tasks": drain_tasks,
+            }
     return body
 
 

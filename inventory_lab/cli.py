@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     beyond = commands.add_parser(
         "beyond",
         help="techniques beyond the article, each against the article's design in one run: "
-        "local sold-out flag, merging at gate 1 (and the window's latency)",
+        "local sold-out flag, merging at gate 1 (and the window's latency), merging at gate 2",
     )
     beyond.add_argument(
         "--parts",
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beyond.add_argument(
         "--batch", type=_int_in(1, 1024), default=16, help="merging: orders per batch / -P"
+    )
+    beyond.add_argument(
+        "--drain-tasks", type=_int_in(100, 10_000_000), default=20_000, help="drain: tasks"
     )
     beyond.add_argument(
         "--processes", type=_int_in(1, 64), default=os.cpu_count() or 1, help="load processes"
@@ -584,18 +587,20 @@ def _beyond(args: argparse.Namespace) -> int:
             clients=args.clients,
             orders=args.orders,
             batch=args.batch,
+            drain_tasks=args.drain_tasks,
             progress=not args.json,
         )
     if args.json:
         print(json.dumps(body, default=str))
         return 0
     print(f"{body['redis']} + {body['db']} on {body['machine']}, {body['processes']} processes")
-    for table in ("flags", "merging_rates", "window"):
+    for table in ("flags", "merging_rates", "window", "drain_rates"):
         if table in body:
             print(f"\n{table}:")
             print(pd.DataFrame(body[table]).to_string(index=False))
-    if "merging_ratios" in body:
-        print(json.dumps(body["merging_ratios"]))
+    for ratios in ("merging_ratios", "drain_ratios"):
+        if ratios in body:
+            print(json.dumps(body[ratios]))
     return 0
 
 

@@ -11,7 +11,7 @@ from inventory_lab.cli import main
 
 def test_each_part_lands_in_one_json_ready_body(tmp_path):
     with bench_session("fake", f"sqlite:///{tmp_path / 'b.sqlite'}", namespace="t-beyond") as s:
-        body = run_parts(s, ["flags", "window"])
+        body = run_parts(s, ["flags", "window", "drain"], drain_tasks=300)
     assert {"redis", "db", "machine", "commit", "processes", "flags", "window"} <= set(body)
     assert "merging_rates" not in body
     path = tmp_path / "beyond.json"
@@ -19,6 +19,11 @@ def test_each_part_lands_in_one_json_ready_body(tmp_path):
     back = read_reference(path)
     assert list(back["flags"]["flags"]) == ["none", "pubsub", "ttl only"]
     assert back["flags"]["checker_ok"].all() and back["window"]["checker_ok"].all()
+    drained = back["drain_rates"].set_index("source")
+    assert drained.loc[["task_engine", "task_engine_merged"], "checker_ok"].all()
+    assert (
+        body["drain_ratios"]["tasks"] == 300 and body["drain_ratios"]["merged_over_pgbench"] is None
+    )
 
 
 def test_an_unknown_part_is_refused_before_anything_runs(tmp_path):
@@ -28,7 +33,7 @@ def test_an_unknown_part_is_refused_before_anything_runs(tmp_path):
         pytest.raises(ValueError, match="unknown part"),
     ):
         run_parts(session, ["flags", "teleport"])
-    assert PARTS == ("flags", "merging", "window")
+    assert PARTS == ("flags", "merging", "window", "drain")
 
 
 def test_the_cli_prints_the_parts_and_refuses_unknown_ones(capsys, tmp_path):
