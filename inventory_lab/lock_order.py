@@ -11,14 +11,15 @@ the first to commit, and no cycle can form.
 
 The demonstration does not hope for the interleaving: each cart, after locking its first row,
 waits until the other cart holds its own first row (the crossing) or is seen waiting for a lock
-on the server (ordered locking: it queued behind us) — seen for longer than InnoDB's view of its
-transactions may lag. SQLite has one writer for the whole
+on the server (ordered locking: it queued behind us), read fresh from the server each time
+(`lock_waiters`) and seen for longer than a passing wait lasts. SQLite has one writer for the whole
 database: the second cart waits for the first one's commit whatever the order, so it shows no
 deadlock either way (and no concurrency either); there the wait is a short timeout.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -36,23 +37,25 @@ from inventory_lab.orders import Order
 from inventory_lab.workload import Attempt, run_workload
 
 CROSSING_STOCK = {"sku-a": 1000, "sku-b": 1000}
-# InnoDB serves its transaction view from a cache refreshed at most every 0.1 s: a waiter is
-# believed once it is still seen after longer than that (a stale one, from the pair before,
-# would make the first cart go on before the crossing).
+# A waiter is believed once it is still seen after 0.15 s (a lock wait that ends at once, or one
+# left from the pair before, must not make the first cart go on before the crossing).
 _STALE_S = 0.15
 
 # Is any session of this database waiting for a row lock? (Constant SQL: no input in it.)
-_LOCK_WAITERS = {
-    "postgresql": sa.text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    ),
-    "mysql": sa.text(
-        "SELECT count(*) FROM information_schema.innodb_trx t "
-        "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-        "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()"
-    ),
-}
+_PG_LOCK_WAITERS = sa.text(
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+# InnoDB: information_schema.innodb_trx is a cache that InnoDB refreshes only once nobody has
+# read it for 0.1 s, so while any other session polls it (another run's crossing carts, a lock
+# meter) it keeps showing a stale view. SHOW ENGINE INNODB STATUS is built when asked: each
+# waiting transaction's entry has a `LOCK WAIT` line, then the line naming its session.
+_INNODB_STATUS = sa.text("SHOW ENGINE INNODB STATUS")
+_WAITING_SESSION = re.compile(r"^LOCK WAIT [^\n]*\n(?:MariaDB|MySQL) thread id (\d+)", re.M)
+_OF_THIS_DATABASE = sa.text(
+    "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE() AND id IN :ids"
+).bindparams(sa.bindparam("ids", expanding=True))
+_LOCK_WAITERS = ("postgresql", "mysql")
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,16 @@ class CrossingRun:
 
 def lock_waiters(engine: Engine, dialect: str) -> int:
     """Sessions of this database waiting for a lock (0 where the server cannot say: SQLite)."""
-    query = _LOCK_WAITERS.get(dialect)
-    if query is None:
+    if dialect not in _LOCK_WAITERS:
         return 0
     with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        if dialect == "postgresql":
+            return int(conn.execute(_PG_LOCK_WAITERS).scalar_one())
+        status = conn.execute(_INNODB_STATUS).one()[-1]
+        sessions = [int(found) for found in _WAITING_SESSION.findall(status)]
+        if not sessions:
+            return 0
+        return int(conn.execute(_OF_THIS_DATABASE, {"ids": sessions}).scalar_one())
 
 
 class _Crossing:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from inventory_lab import schema
 from inventory_lab.backends import in_transaction
@@ -53,6 +54,47 @@ def test_lock_waiters_sees_a_cart_queued_behind_another(lab):
             time.sleep(0.01)
         holder.rollback()
     waiter.join(30)
+    assert seen == 1
+
+
+def test_lock_waiters_is_fresh_while_other_sessions_poll_innodb(lab):
+    """Regression: InnoDB refreshes information_schema.innodb_trx only after 0.1 s without a
+    reader, so another session polling it (another run's crossing carts, a meter) kept
+    `lock_waiters` reading a stale view that never showed this database's waiter."""
+    if lab.dialect != "mysql":
+        pytest.skip("the cache is InnoDB's")
+    crossing_carts(lab, ordered=True, pairs=1)  # the tables and stock
+    polling = threading.Event()
+
+    def poll_innodb_trx() -> None:
+        with lab.engine.connect() as conn:
+            while not polling.is_set():
+                conn.execute(sa.text("SELECT count(*) FROM information_schema.innodb_trx")).all()
+                time.sleep(0.02)
+
+    poller = threading.Thread(target=poll_innodb_trx)
+    poller.start()
+    update = schema.DEDUCT_STOCK_IF_ENOUGH
+    params = schema.deduction_params("sku-a", 1)
+    try:
+        time.sleep(0.3)  # the poller has read the (empty) view: from now on it is never idle
+        with lab.engine.connect() as holder:
+            holder.execute(update, params)
+            waiter = threading.Thread(
+                target=lambda: in_transaction(lab.engine, lambda c: c.execute(update, params))
+            )
+            waiter.start()
+            seen = 0
+            for _ in range(300):
+                seen = lock_waiters(lab.engine, lab.dialect)
+                if seen:
+                    break
+                time.sleep(0.01)
+            holder.rollback()
+        waiter.join(30)
+    finally:
+        polling.set()
+        poller.join(10)
     assert seen == 1
 
 
