@@ -25,6 +25,7 @@ from inventory_lab import history
 from inventory_lab.backends import FAKE_REDIS, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.beyond import PARTS as BEYOND_PARTS
+from inventory_lab.beyond import TABLES as BEYOND_TABLES
 from inventory_lab.beyond import run_parts
 from inventory_lab.checkout import MAX_LINES
 from inventory_lab.designs import BEYOND_THE_ARTICLE, TEACHING_ORDER, design_class, design_names
@@ -594,7 +595,7 @@ def _beyond(args: argparse.Namespace) -> int:
         print(json.dumps(body, default=str))
         return 0
     print(f"{body['redis']} + {body['db']} on {body['machine']}, {body['processes']} processes")
-    for table in ("flags", "merging_rates", "window", "drain_rates"):
+    for table in BEYOND_TABLES:
         if table in body:
             print(f"\n{table}:")
             print(pd.DataFrame(body[table]).to_string(index=False))

@@ -9,6 +9,7 @@ skip; with CI=true a missing or unreachable server fails the run instead.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -28,6 +29,17 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_REDIS = configured_redis_url()
 REAL_DBS = configured_db_urls()
 RUN_ID = uuid.uuid4().hex[:8]
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+    """Poll `predicate` every 10 ms until it holds (True) or `timeout_s` passes (False): for what
+    another thread does soon (a pub/sub message handled), never a measured time."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _missing(what: str) -> None:

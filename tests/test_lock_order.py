@@ -38,22 +38,7 @@ def test_lock_waiters_sees_a_cart_queued_behind_another(lab):
     if lab.dialect == "sqlite":
         assert lock_waiters(lab.engine, lab.dialect) == 0
         return
-    update = schema.DEDUCT_STOCK_IF_ENOUGH
-    params = schema.deduction_params("sku-a", 1)
-    with lab.engine.connect() as holder:
-        holder.execute(update, params)  # holds the row lock until the rollback below
-        waiter = threading.Thread(
-            target=lambda: in_transaction(lab.engine, lambda c: c.execute(update, params))
-        )
-        waiter.start()
-        seen = 0
-        for _ in range(1000):
-            seen = lock_waiters(lab.engine, lab.dialect)
-            if seen:
-                break
-            time.sleep(0.01)
-        holder.rollback()
-    waiter.join(30)
+    seen = _waiter_seen(lab, polls=1000)
     assert seen == 1
 
 
@@ -74,28 +59,36 @@ def test_lock_waiters_is_fresh_while_other_sessions_poll_innodb(lab):
 
     poller = threading.Thread(target=poll_innodb_trx)
     poller.start()
-    update = schema.DEDUCT_STOCK_IF_ENOUGH
-    params = schema.deduction_params("sku-a", 1)
     try:
         time.sleep(0.3)  # the poller has read the (empty) view: from now on it is never idle
-        with lab.engine.connect() as holder:
-            holder.execute(update, params)
-            waiter = threading.Thread(
-                target=lambda: in_transaction(lab.engine, lambda c: c.execute(update, params))
-            )
-            waiter.start()
-            seen = 0
-            for _ in range(300):
-                seen = lock_waiters(lab.engine, lab.dialect)
-                if seen:
-                    break
-                time.sleep(0.01)
-            holder.rollback()
-        waiter.join(30)
+        seen = _waiter_seen(lab, polls=300)
     finally:
         polling.set()
         poller.join(10)
     assert seen == 1
+
+
+def _waiter_seen(lab, *, polls: int) -> int:
+    """Hold sku-a's row, start another UPDATE of it, and poll `lock_waiters` (every 10 ms, at
+    most `polls` times) until it sees the waiter; then let the waiter through. Returns the
+    last count read."""
+    update = schema.DEDUCT_STOCK_IF_ENOUGH
+    params = schema.deduction_params("sku-a", 1)
+    with lab.engine.connect() as holder:
+        holder.execute(update, params)  # holds the row lock until the rollback below
+        waiter = threading.Thread(
+            target=lambda: in_transaction(lab.engine, lambda c: c.execute(update, params))
+        )
+        waiter.start()
+        seen = 0
+        for _ in range(polls):
+            seen = lock_waiters(lab.engine, lab.dialect)
+            if seen:
+                break
+            time.sleep(0.01)
+        holder.rollback()
+    waiter.join(30)
+    return seen
 
 
 def test_crossing_carts_needs_a_pair(lab):

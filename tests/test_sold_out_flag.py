@@ -1,8 +1,7 @@
 """The local sold-out flag: set, cleared by a restock message, bounded by its TTL."""
 
-import time
-
 import pytest
+from conftest import wait_until
 
 from inventory_lab.restock import announce_stock_rose
 from inventory_lab.sold_out_flag import SoldOutFlags
@@ -14,15 +13,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-def _until(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_a_flag_holds_until_its_ttl(redis_lab):
@@ -43,7 +33,7 @@ def test_a_restock_message_clears_the_flag_in_every_process(redis_lab):
             flags.set("a")
             flags.set("b")
         assert announce_stock_rose(redis_lab, "a") == 3
-        assert _until(lambda: all(not f.is_set("a") for f in ones))
+        assert wait_until(lambda: all(not f.is_set("a") for f in ones))
         assert all(f.is_set("b") and f.cleared == 1 for f in ones)
     finally:
         for flags in ones:
@@ -63,7 +53,7 @@ def test_a_zero_heard_before_a_restock_message_raises_no_flag(redis_lab):
     try:
         ticket = flags.ticket("a")  # the order asks Redis ...
         announce_stock_rose(redis_lab, "a")  # ... the shop restocks meanwhile ...
-        assert _until(lambda: flags.heard == 1)
+        assert wait_until(lambda: flags.heard == 1)
         assert not flags.set("a", ticket)  # ... and Redis's "zero" is old news
         assert not flags.is_set("a") and flags.stale == 1
         assert flags.set("a", flags.ticket("a"))

@@ -1,9 +1,8 @@
 """`two_gate_local_flag`: a sold-out SKU costs no Redis call; stock that comes back clears the
 flag in every process; a flag refuses, never accepts."""
 
-import time
-
 import pytest
+from conftest import wait_until
 
 from inventory_lab import Order, Outcome
 from inventory_lab.checkout import Checkout
@@ -21,17 +20,8 @@ def _processes(lab, n=2, initial=None, **options):
     made[0].setup(initial)
     # setup announces the fresh stock: a zero seen before that news arrives would be stale
     listening = [design for design in made if design.flags.listening]
-    assert _until(lambda: all(design.flags.heard == len(initial) for design in listening))
+    assert wait_until(lambda: all(design.flags.heard == len(initial) for design in listening))
     return made
-
-
-def _until(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_once_sold_out_the_flag_answers_without_redis(redis_lab):
@@ -72,7 +62,9 @@ def test_a_restock_clears_every_process_flag_and_sells_again(redis_lab):
         assert second.deduct(Order("o-2", "sku-1", 1)).outcome is Outcome.SOLD_OUT
         assert first.flags.is_set("sku-1") and second.flags.is_set("sku-1")
         assert restock(redis_lab, "sku-1", 2).told >= 2
-        assert _until(lambda: not first.flags.is_set("sku-1") and not second.flags.is_set("sku-1"))
+        assert wait_until(
+            lambda: not first.flags.is_set("sku-1") and not second.flags.is_set("sku-1")
+        )
         assert first.deduct(Order("o-3", "sku-1", 1)).outcome is Outcome.ACCEPTED
         assert second.deduct(Order("o-4", "sku-1", 1)).outcome is Outcome.ACCEPTED
     finally:
@@ -113,10 +105,10 @@ def test_stock_given_back_or_rewarmed_clears_the_flags(redis_lab):
         epoch = str(epochs(redis_lab, "sku-1")["redis"])
         first.compensate(Order("o-1", "sku-1", 1), epoch)  # gate 2 refused it, say
         assert not first.flags.is_set("sku-1")
-        assert _until(lambda: not second.flags.is_set("sku-1"))
+        assert wait_until(lambda: not second.flags.is_set("sku-1"))
         second.flags.set("sku-1")
         first.rewarm()
-        assert _until(lambda: not second.flags.is_set("sku-1"))
+        assert wait_until(lambda: not second.flags.is_set("sku-1"))
     finally:
         first.close()
         second.close()

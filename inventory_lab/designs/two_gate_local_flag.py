@@ -64,20 +64,18 @@ class TwoGateLocalFlag(TwoGateLua):
             self.flags.clear(sku)
             announce_stock_rose(self.lab, sku)
 
-    def deduct(self, order: Order) -> Result:
-        self.check(order)
+    def place(self, checkout: Checkout) -> Result:
+        return BaseDesign.place(self, checkout)
+
+    def gate_one(self, order: Order) -> Admitted | Result:
+        """The flag answers first (the order is checked already: bad input is refused before
+        any flag is read); otherwise gate 1 in Redis, whose zero raises the flag."""
         if self.flags.is_set(order.sku):
             with self._counter_lock:
                 self.answered_locally += 1
             if self.audit:
                 self._audit(order)
             return Result(Outcome.SOLD_OUT, LOCAL_DETAIL)
-        return super().deduct(order)
-
-    def place(self, checkout: Checkout) -> Result:
-        return BaseDesign.place(self, checkout)
-
-    def gate_one(self, order: Order) -> Admitted | Result:
         ticket = self.flags.ticket(order.sku)
         admitted = super().gate_one(order)
         if isinstance(admitted, Admitted):

@@ -26,14 +26,14 @@ is already one round trip, and a checkout spans SKUs (slots) that per-SKU batche
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from redis.commands.core import Script
 
 from inventory_lab import keys
 from inventory_lab.checkout import Checkout
 from inventory_lab.designs.base import BaseDesign, register
-from inventory_lab.designs.two_gate import DEFAULT_TTL_MS, NOT_WARM, Admitted
+from inventory_lab.designs.two_gate import NOT_WARM, Admitted
 from inventory_lab.designs.two_gate_lua import DUPLICATE, NOT_WARMED, SOLD_OUT, TwoGateLua
 from inventory_lab.gate_one_merging import (
     DEFAULT_MAX_BATCH,
@@ -60,20 +60,11 @@ class TwoGateMerged(TwoGateLua):
         *,
         window_ms: float = DEFAULT_WINDOW_MS,
         max_batch: int = DEFAULT_MAX_BATCH,
-        ttl_ms: int = DEFAULT_TTL_MS,
-        give_back_duplicates: bool = True,
-        db_guard: bool = False,
-        as_written: bool = False,
+        **options: Any,
     ) -> None:
         # The window first: bad parameters are refused before anything is registered.
         self.window = MergingWindow(self.decide_batch, window_ms=window_ms, max_batch=max_batch)
-        super().__init__(
-            lab,
-            ttl_ms=ttl_ms,
-            give_back_duplicates=give_back_duplicates,
-            db_guard=db_guard,
-            as_written=as_written,
-        )
+        super().__init__(lab, **options)  # two_gate_lua's (ttl_ms, db_guard, as_written, ...)
         self.batch_script = lab.redis.register_script(lua_source("gate1_batch"))
 
     def gate_one(self, order: Order) -> Admitted | Result:
