@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ class Gated(Protocol):
     def deduct(self, order: Order) -> Result: ...
     def gate_two(self, order: Order, epoch: str | None = None) -> Result: ...
     def compensate(self, order: Order, epoch: str | None = None) -> None: ...
-    def keys_for(self, order: Order) -> tuple[str, str]: ...
+    def free_codes(self, orders: Iterable[Order]) -> None: ...
 
 
 class SimulatedCrash(Exception):
@@ -188,7 +188,7 @@ def expire_before_retry(design: Gated, active: threading.Event | None = None) ->
             repeat = order.anti_repeat_code in seen
             seen.add(order.anti_repeat_code)
         if repeat and (active is None or active.is_set()):
-            design.lab.redis.delete(design.keys_for(order)[0])
+            design.free_codes([order])
 
     def late(order: Order):  # type: ignore[no-untyped-def]
         expire_if_repeated(order)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 STOCK_FIELD = "inStock"
 EPOCH_FIELD = "epoch"
+BUCKETS_FIELD = "buckets"  # on a SKU's stock hash when its stock lives in buckets
 
 
 def stock_key(namespace: str, sku: str) -> str:
@@ -20,6 +21,19 @@ def stock_key(namespace: str, sku: str) -> str:
 
 def anti_repeat_key(namespace: str, order_id: str, sku: str) -> str:
     return f"{namespace}:{{{sku}}}:ar:{order_id}"
+
+
+def stock_bucket_key(namespace: str, sku: str, bucket: int) -> str:
+    """Bucket `bucket` of a SKU's stock (`two_gate_buckets`): a hash like the stock hash, under a
+    hash tag of its own, `{sku/bucket}` ('/' is in no SKU), so that the buckets fall in
+    different slots and, on a cluster, on different masters. The SKU's stock hash then holds
+    `inStock` 0, the epoch, and `buckets`: how many there are."""
+    return f"{namespace}:{{{sku}/{bucket}}}:stock"
+
+
+def bucket_anti_repeat_key(namespace: str, order_id: str, sku: str, bucket: int) -> str:
+    """An order's anti-repeat code beside the bucket it was tried on (one slot per script)."""
+    return f"{namespace}:{{{sku}/{bucket}}}:ar:{order_id}"
 
 
 def idempotency_key(namespace: str, order_id: str, sku: str) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from inventory_lab import keys, schema
 from inventory_lab.lab import Lab
-from inventory_lab.redis_stock import read_redis_stock, redis_target
+from inventory_lab.redis_stock import read_redis_stock, redis_target, repair_key
 
 
 def reconcile(lab: Lab, *, repair: bool = False) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def reconcile(lab: Lab, *, repair: bool = False) -> pd.DataFrame:
         drift = (0 if seen is None else seen) - target
         repaired = False
         if repair and (drift or seen is None):
-            lab.redis.hincrby(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD, -drift)
+            lab.redis.hincrby(repair_key(lab, sku), keys.STOCK_FIELD, -drift)
             repaired = True
         rows.append(
             {

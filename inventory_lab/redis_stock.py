@@ -46,48 +46,54 @@ from inventory_lab import keys, schema
 from inventory_lab.backends import is_retryable
 from inventory_lab.lab import Lab
 from inventory_lab.scripts import lua_source
+from inventory_lab.stock_buckets import split
 from inventory_lab.tasks.store import unapplied_tasks_query
 
 
 def redis_target(conn: Connection, *, minus_pending: bool = True) -> dict[str, int]:
     """Per SKU, what Redis should hold: DB stock minus units of tasks not yet applied."""
-    stock = schema.stock
+    stock = schema.stock_units()  # the SKU's row plus any database buckets
     tables = schema.task_tables(conn.engine) if minus_pending else []
     unapplied = unapplied_tasks_query(tables)
     if unapplied is None:
-        rows = conn.execute(sa.select(stock.c.sku, stock.c.num)).all()
+        rows = conn.execute(sa.select(stock.c.sku, stock.c.units)).all()
     else:
         pending = (
             sa.select(unapplied.c.sku, sa.func.sum(unapplied.c.qty).label("units"))
             .group_by(unapplied.c.sku)
             .subquery("pending")
         )
+        left = stock.c.units - sa.func.coalesce(pending.c.units, 0)
         rows = conn.execute(
-            sa.select(stock.c.sku, stock.c.num - sa.func.coalesce(pending.c.units, 0)).select_from(
+            sa.select(stock.c.sku, left).select_from(
                 stock.outerjoin(pending, pending.c.sku == stock.c.sku)
             )
         ).all()
     return {sku: int(num) for sku, num in rows}
 
 
-def warm_up(lab: Lab, *, minus_pending: bool = True, fenced: bool = True) -> dict[str, int]:
+def warm_up(
+    lab: Lab, *, minus_pending: bool = True, fenced: bool = True, buckets: int | None = None
+) -> dict[str, int]:
     """Copy `redis_target` into Redis (overwrites); returns what it wrote.
 
     `fenced` (the default): under a new epoch, safe with orders in flight (module docstring).
     `fenced=False`: the naive copy, which keeps the epoch and hands out again the units of orders
     between the gates. `minus_pending=False`: the other classic mistake, forgetting the tasks
-    accepted but not yet applied.
+    accepted but not yet applied. `buckets`: each SKU's copy split over that many bucket
+    hashes (`stock_buckets.split`), each carrying the epoch; the SKU's own hash keeps 0 units,
+    the epoch and the bucket count (`keys.stock_bucket_key`).
     """
     for attempt in range(8):  # a deadlock between two concurrent warm-ups: re-run
         try:
-            return _copy(lab, minus_pending=minus_pending, fenced=fenced)
+            return _copy(lab, minus_pending=minus_pending, fenced=fenced, buckets=buckets)
         except DBAPIError as exc:
             if attempt == 7 or not is_retryable(exc):
                 raise
     raise AssertionError("unreachable")
 
 
-def _copy(lab: Lab, *, minus_pending: bool, fenced: bool) -> dict[str, int]:
+def _copy(lab: Lab, *, minus_pending: bool, fenced: bool, buckets: int | None) -> dict[str, int]:
     with lab.engine.connect() as conn:
         if conn.dialect.name != "sqlite":  # SQLite: one writer, nothing to see in between
             conn.execution_options(isolation_level="READ COMMITTED")
@@ -100,12 +106,19 @@ def _copy(lab: Lab, *, minus_pending: bool, fenced: bool) -> dict[str, int]:
     pipe = lab.redis.pipeline(transaction=False)
     newer_wins = lab.redis.register_script(lua_source("warm"))
     for sku, num in target.items():
-        key = keys.stock_key(lab.namespace, sku)
-        if fenced:
-            newer_wins(keys=[key], args=[num, epochs[sku]], client=pipe)
-        else:  # as written: the stock only; a copy made before keeps its epoch
-            pipe.hset(key, keys.STOCK_FIELD, num)
-            pipe.hsetnx(key, keys.EPOCH_FIELD, epochs[sku])
+        copies = [(keys.stock_key(lab.namespace, sku), num)]
+        if buckets is not None:  # the units go to the buckets; the SKU's hash says how many
+            copies = [(copies[0][0], 0)] + [
+                (keys.stock_bucket_key(lab.namespace, sku, b), units)
+                for b, units in enumerate(split(num, buckets))
+            ]
+            pipe.hset(copies[0][0], keys.BUCKETS_FIELD, buckets)
+        for key, units in copies:
+            if fenced:
+                newer_wins(keys=[key], args=[units, epochs[sku]], client=pipe)
+            else:  # as written: the stock only; a copy made before keeps its epoch
+                pipe.hset(key, keys.STOCK_FIELD, units)
+                pipe.hsetnx(key, keys.EPOCH_FIELD, epochs[sku])
     pipe.execute()
     return target
 
@@ -147,20 +160,51 @@ def epochs(lab: Lab, sku: str) -> dict[str, int | None]:
 
 
 def read_redis_stock(lab: Lab, skus: Iterable[str]) -> dict[str, int | None]:
-    """Redis's view of each SKU's stock (None where the key is missing)."""
+    """Redis's view of each SKU's stock (None where the key is missing): its hash's units plus,
+    for a SKU kept in buckets, every bucket's (a missing bucket counts 0)."""
     skus = list(skus)
     pipe = lab.redis.pipeline(transaction=False)
     for sku in skus:
-        pipe.hget(keys.stock_key(lab.namespace, sku), keys.STOCK_FIELD)
-    values = pipe.execute()
-    return {sku: None if v is None else int(v) for sku, v in zip(skus, values, strict=True)}
+        pipe.hmget(keys.stock_key(lab.namespace, sku), [keys.STOCK_FIELD, keys.BUCKETS_FIELD])
+    seen: dict[str, int | None] = {}
+    bucketed: dict[str, int] = {}
+    for sku, (units, buckets) in zip(skus, pipe.execute(), strict=True):
+        seen[sku] = None if units is None else int(units)
+        if buckets is not None:
+            bucketed[sku] = int(buckets)
+    if bucketed:
+        pipe = lab.redis.pipeline(transaction=False)
+        for sku, buckets in bucketed.items():
+            for b in range(buckets):
+                pipe.hget(keys.stock_bucket_key(lab.namespace, sku, b), keys.STOCK_FIELD)
+        values = iter(pipe.execute())
+        for sku, buckets in bucketed.items():
+            in_buckets = sum(int(next(values) or 0) for _ in range(buckets))
+            seen[sku] = (seen[sku] or 0) + in_buckets
+    return seen
 
 
-def give_back(lab: Lab, sku: str, qty: int, epoch: str | None = None) -> int | None:
+def repair_key(lab: Lab, sku: str) -> str:
+    """The hash a repair of the SKU's Redis stock moves (`reconcile`): its stock hash, or its
+    first bucket when its stock lives in buckets (units on the SKU's hash would be sold by
+    nobody)."""
+    key = keys.stock_key(lab.namespace, sku)
+    if lab.redis.hexists(key, keys.BUCKETS_FIELD):
+        return keys.stock_bucket_key(lab.namespace, sku, 0)
+    return key
+
+
+def give_back(
+    lab: Lab, sku: str, qty: int, epoch: str | None = None, *, bucket: int | None = None
+) -> int | None:
     """Compensate a decrement. With the `epoch` gate 1 saw: only to that copy of the stock
     (None when Redis was re-warmed since); without: a blind `HINCRBY +qty`, as the article has
-    it. Returns the stock after."""
-    key = keys.stock_key(lab.namespace, sku)
+    it. `bucket`: to that bucket of the SKU's stock (`two_gate_buckets`). Returns the stock
+    (or the bucket's) after."""
+    if bucket is None:
+        key = keys.stock_key(lab.namespace, sku)
+    else:
+        key = keys.stock_bucket_key(lab.namespace, sku, bucket)
     if epoch is None:
         return int(lab.redis.hincrby(key, keys.STOCK_FIELD, qty))
     script = lab.redis.register_script(lua_source("give_back"))

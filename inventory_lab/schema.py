@@ -76,6 +76,17 @@ orders = sa.Table(
 )
 
 
+# Stock buckets (`db_buckets`): one SKU's stock split over B rows, so that the orders for a hot
+# SKU lock different rows. A SKU's stock is its `stock` row plus its buckets (`read_stock` sums
+# them); a design without buckets has none.
+stock_buckets = sa.Table(
+    "stock_buckets",
+    metadata,
+    sa.Column("sku", key_string(64), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("num", sa.Integer, nullable=False),
+)
+
 # The `reservation` design's holds: one row per order line held at checkout, counted against the
 # stock until it expires (epoch seconds on the design's clock), is paid (converted) or released.
 reservations = sa.Table(
@@ -133,9 +144,26 @@ def reset(engine: Engine, initial: Mapping[str, int]) -> None:
             conn.execute(redis_epoch.insert(), [{"sku": s, "epoch": 1} for s in initial])
 
 
+def stock_units() -> sa.Subquery:
+    """Per SKU (`sku`, `units`): its `stock` row plus its buckets (`stock_buckets`, none for
+    most designs) — what every reader of "the database's stock" reads."""
+    buckets = (
+        sa.select(stock_buckets.c.sku, sa.func.sum(stock_buckets.c.num).label("units"))
+        .group_by(stock_buckets.c.sku)
+        .subquery("buckets")
+    )
+    units = (stock.c.num + sa.func.coalesce(buckets.c.units, 0)).label("units")
+    return (
+        sa.select(stock.c.sku, units)
+        .select_from(stock.outerjoin(buckets, buckets.c.sku == stock.c.sku))
+        .subquery("stock_units")
+    )
+
+
 def read_stock(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(sa.select(stock.c.sku, stock.c.num)).all()
-    return {sku: num for sku, num in rows}
+    """Each SKU's stock: its row plus its buckets (`stock_units`)."""
+    units = stock_units()
+    return {sku: int(num) for sku, num in conn.execute(sa.select(units.c.sku, units.c.units))}
 
 
 def catalog(engine: Engine) -> frozenset[str]:
@@ -180,3 +208,17 @@ def record_deduction(conn: Connection, order_id: str, sku: str, qty: int, design
     conn.execute(
         _RECORD_DEDUCTION, {"order_id": order_id, "sku": sku, "qty": qty, "design": design}
     )
+
+
+# UPDATE stock_buckets SET num = num - :units
+#   WHERE sku = :stock_sku AND bucket = :bucket AND num - :units >= 0   (`db_buckets`)
+_bucket_left = stock_buckets.c.num - _units
+DEDUCT_BUCKET_IF_ENOUGH = (
+    sa.update(stock_buckets)
+    .where(
+        stock_buckets.c.sku == sa.bindparam("stock_sku"),
+        stock_buckets.c.bucket == sa.bindparam("stock_bucket"),
+        _bucket_left >= 0,
+    )
+    .values(num=_bucket_left)
+)

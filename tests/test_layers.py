@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "scripts",
             "resolve",
             "redis_server",
+            "stock_buckets",
         },
     ),
     (
@@ -59,6 +60,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "experiments",
         {
             "experiment",
+            "buckets_bench",
             "scenarios",
             "task_runs",
             "review",

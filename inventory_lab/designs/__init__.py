@@ -41,7 +41,13 @@ TEACHING_ORDER = (
 
 # Beyond the article (notebook 11): techniques the systems that sell the hottest items add on top
 # of the article's recommended gate 1, each measured against it.
-BEYOND_THE_ARTICLE = ("two_gate_local_flag", "two_gate_merged", "task_engine_merged")
+BEYOND_THE_ARTICLE = (
+    "two_gate_local_flag",
+    "two_gate_merged",
+    "task_engine_merged",
+    "db_buckets",
+    "two_gate_buckets",
+)
 
 _loaded = False
 

@@ -38,7 +38,7 @@ from inventory_lab.orders import Order, Outcome, Result
 from inventory_lab.resolve import describe, persisted
 
 
-class _SoldOut(Exception):
+class SoldOutLine(Exception):
     """Raised inside the transaction so that it rolls back the anti-repeat row (and every line)."""
 
     def __init__(self, sku: str) -> None:
@@ -84,7 +84,7 @@ class DbOnly(BaseDesign):
             )
         except IntegrityError:
             return Result(Outcome.DUPLICATE, "anti-repeat code exists")
-        except _SoldOut as short:
+        except SoldOutLine as short:
             return Result(Outcome.SOLD_OUT, f"conditional update matched no row ({short.sku})")
         except Exception as exc:  # sent, then failed: did it commit? (resolve.py)
             # every line's code is written in the one transaction: the first one tells for all
@@ -106,7 +106,7 @@ class DbOnly(BaseDesign):
             conn.execute(schema.INSERT_ANTI_REPEAT, {"code": line.anti_repeat_code})
             updated = conn.execute(update, schema.deduction_params(line.sku, line.qty))
             if updated.rowcount == 0:
-                raise _SoldOut(line.sku)
+                raise SoldOutLine(line.sku)
             schema.record_deduction(conn, line.order_id, line.sku, line.qty, self.name)
             if self.after_line is not None:
                 self.after_line(line)

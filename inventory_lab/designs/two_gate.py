@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import ClassVar
@@ -132,7 +132,7 @@ class TwoGate(BaseDesign):
     def setup(self, initial: Mapping[str, int]) -> None:
         super().setup(initial)
         self.lab.clear_redis()
-        warm_up(self.lab)
+        self.copy_stock(fenced=True)
 
     def deduct(self, order: Order) -> Result:
         self.check(order)
@@ -146,7 +146,7 @@ class TwoGate(BaseDesign):
             # decrement that ran before the reply was lost stays until reconciliation (an
             # undersell); the code is freed, so that a retry is not told "already done".
             with suppress(redis.RedisError):
-                self.lab.redis.delete(self.keys_for(order)[0])
+                self.free_codes([order])
             return Result(Outcome.ERROR, f"gate 1: {describe(exc)}; nothing reached the database")
         if isinstance(admitted, Result):
             return admitted
@@ -185,7 +185,11 @@ class TwoGate(BaseDesign):
     def rewarm(self) -> dict[str, int]:
         """Load stock from the DB into Redis again: fenced by a new epoch (as written: a plain
         overwrite, which hands out again the units of orders between the gates)."""
-        return warm_up(self.lab, fenced=self.fenced)
+        return self.copy_stock(fenced=self.fenced)
+
+    def copy_stock(self, *, fenced: bool) -> dict[str, int]:
+        """Copy the database's stock into Redis in the design's layout (`redis_stock.warm_up`)."""
+        return warm_up(self.lab, fenced=fenced)
 
     def _recover_redis(self, order: Order) -> None:
         with self._rewarm_lock:  # one thread re-warms; the others find it done
@@ -240,7 +244,7 @@ class TwoGate(BaseDesign):
         if left < 0:
             self.compensate(order, epoch)
             # not done: a retry must not look "already done"
-            self.lab.redis.delete(self.keys_for(order)[0])
+            self.free_codes([order])
             return Result(Outcome.SOLD_OUT, f"gate 1: HINCRBY gave {left}")
         return Admitted(epoch)
 
@@ -283,7 +287,7 @@ class TwoGate(BaseDesign):
             # nothing to give back (that would create stock); free the codes for a retry. (A
             # line whose own copy was not replaced keeps its decrement until reconciliation:
             # an undersell, never an oversell.)
-            self.lab.redis.delete(*(self.keys_for(order)[0] for order, _ in admitted))
+            self.free_codes(order for order, _ in admitted)
             self._count("stale_epoch")
             return Result(Outcome.ERROR, f"gate 2: {stale}; nothing persisted, retry")
         except Exception as exc:
@@ -345,7 +349,17 @@ class TwoGate(BaseDesign):
     def undo_gate_one(self, order: Order, epoch: str | None) -> None:
         """The order is not done: give its stock back and free its code for a retry."""
         self.compensate(order, epoch)
-        self.lab.redis.delete(self.keys_for(order)[0])
+        self.free_codes([order])
+
+    def code_keys(self, order: Order) -> list[str]:
+        """Every Redis anti-repeat key gate 1 may have set for `order` (one; a design whose
+        order may be decided on one of several keys names them all)."""
+        return [self.keys_for(order)[0]]
+
+    def free_codes(self, orders: Iterable[Order]) -> None:
+        """Delete the orders' anti-repeat codes: they are not done, a retry must not hear
+        "already done"."""
+        self.lab.redis.delete(*(key for order in orders for key in self.code_keys(order)))
 
     def _count(self, what: str) -> None:
         with self._counter_lock:

@@ -99,7 +99,7 @@ class TwoGateLua(TwoGate):
                 admitted = gate(lines)
         except redis.RedisError as exc:  # nothing reached the database (see `deduct`)
             with suppress(redis.RedisError):
-                self.lab.redis.delete(*(self.keys_for(line)[0] for line in lines))
+                self.free_codes(lines)
             return Result(Outcome.ERROR, f"gate 1: {describe(exc)}; nothing reached the database")
         if isinstance(admitted, Result):
             return admitted
