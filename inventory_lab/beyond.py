@@ -9,7 +9,10 @@ measured against that design on the same backends, in the same run:
   EVALSHA and its merged script (`merging_bench.gate_one_rates`);
 - `window`: what the merging window costs in latency (`merging_bench.window_cost`);
 - `drain`: merging at gate 2 — one hot SKU's backlog persisted task by task and in batches,
-  beside pgbench on one row (`drain_bench.drain_rates`).
+  beside pgbench on one row (`drain_bench.drain_rates`);
+- `buckets`: stock buckets — one hot SKU's accepted orders/s on one row / one key against B
+  buckets (`buckets_bench.bucket_rates`), and the false sold-outs B buckets cost
+  (`buckets_bench.bucket_false_sold_outs`).
 
 `run_parts` returns one JSON-ready dict (the backends, masked; the machine; the commit; a table
 per part), which `inventory-lab beyond --json` prints and `read_reference` reads back as frames.
@@ -26,14 +29,22 @@ import pandas as pd
 from tqdm import tqdm
 
 from inventory_lab.bench import BenchSession
+from inventory_lab.buckets_bench import bucket_false_sold_outs, bucket_rates
 from inventory_lab.drain_bench import drain_rates
 from inventory_lab.experiment import source_commit
 from inventory_lab.flag_sale import compare_flags
 from inventory_lab.merging_bench import gate_one_rates, window_cost
 from inventory_lab.results import json_records
 
-PARTS = ("flags", "merging", "window", "drain")
-TABLES = ("flags", "merging_rates", "window", "drain_rates")
+PARTS = ("flags", "merging", "window", "drain", "buckets")
+TABLES = (
+    "flags",
+    "merging_rates",
+    "window",
+    "drain_rates",
+    "bucket_rates",
+    "bucket_false_sold_outs",
+)
 
 
 def run_parts(
@@ -44,6 +55,7 @@ def run_parts(
     orders: int = 20_000,
     batch: int = 16,
     drain_tasks: int = 20_000,
+    bucket_orders: int = 4000,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Measure each of `parts` on `session`'s backends; one JSON-ready dict."""
@@ -70,6 +82,15 @@ def run_parts(
             }
         elif part == "window":
             body["window"] = json_records(window_cost(session))
+        elif part == "buckets":
+            rates = bucket_rates(session, orders=bucket_orders)
+            body["bucket_rates"] = json_records(rates)
+            body["bucket_false_sold_outs"] = json_records(
+                pd.concat(
+                    bucket_false_sold_outs(session.lab, design=name)
+                    for name in ("db_buckets", "two_gate_buckets")
+                )
+            )
         else:
             drained = drain_rates(session, tasks=drain_tasks)
             body["drain_rates"] = json_records(drained.rows)

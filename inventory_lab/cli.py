@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     beyond = commands.add_parser(
         "beyond",
         help="techniques beyond the article, each against the article's design in one run: "
-        "local sold-out flag, merging at gate 1 (and the window's latency), merging at gate 2",
+        "local sold-out flag, merging at gate 1 (and the window's latency), merging at gate 2, "
+        "stock buckets",
     )
     beyond.add_argument(
         "--parts",
@@ -231,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beyond.add_argument(
         "--drain-tasks", type=_int_in(100, 10_000_000), default=20_000, help="drain: tasks"
+    )
+    beyond.add_argument(
+        "--bucket-orders",
+        type=_int_in(100, 10_000_000),
+        default=4000,
+        help="buckets: orders per one-row cell",
     )
     beyond.add_argument(
         "--processes", type=_int_in(1, 64), default=os.cpu_count() or 1, help="load processes"
@@ -589,6 +596,7 @@ def _beyond(args: argparse.Namespace) -> int:
             orders=args.orders,
             batch=args.batch,
             drain_tasks=args.drain_tasks,
+            bucket_orders=args.bucket_orders,
             progress=not args.json,
         )
     if args.json:

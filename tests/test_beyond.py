@@ -33,7 +33,7 @@ def test_an_unknown_part_is_refused_before_anything_runs(tmp_path):
         pytest.raises(ValueError, match="unknown part"),
     ):
         run_parts(session, ["flags", "teleport"])
-    assert PARTS == ("flags", "merging", "window", "drain")
+    assert PARTS == ("flags", "merging", "window", "drain", "buckets")
 
 
 def test_the_cli_prints_the_parts_and_refuses_unknown_ones(capsys, tmp_path):
