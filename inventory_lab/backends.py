@@ -2,8 +2,10 @@
 
 This is the one place that knows about drivers and dialects. The embedded default needs no server:
 `fake` is fakeredis with Lua (lupa) and SQLite is a file. Real servers are `redis://host:port/db`,
-`postgresql+psycopg://user@host/db` and `mysql+pymysql://user@host/db`. Passwords never leave this
-module unmasked: `mask_url` is what every report, log line and error message shows.
+`postgresql+psycopg://user@host/db` and `mysql+pymysql://user@host/db`; `redis+cluster://host:port`
+is a Redis Cluster (any one node: the client finds the others; see `redis_cluster`). Passwords
+never leave this module unmasked: `mask_url` is what every report, log line and error message
+shows.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import fakeredis
 import redis
 import sqlalchemy as sa
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterPipeline, RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -38,6 +43,9 @@ SQL_DRIVERS = {"sqlite": "sqlite", "postgresql+psycopg": "postgresql", "mysql+py
 # like the package: a script run from the temp directory would import it instead.)
 DEFAULT_SQLITE_DIR = Path(tempfile.gettempdir()) / "inventory-lab-data"
 REDIS_URL_VARIABLE = "INVENTORY_LAB_REDIS_URL"
+REDIS_CLUSTER_URL_VARIABLE = "INVENTORY_LAB_REDIS_CLUSTER_URL"
+# a cluster URL's scheme -> the scheme redis-py's RedisCluster takes
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 DB_URLS_VARIABLE = "INVENTORY_LAB_DB_URLS"
 
 _fake_servers: dict[str, fakeredis.FakeServer] = {}
@@ -54,6 +62,11 @@ def default_db_url() -> str:
 def configured_redis_url() -> str | None:
     """The real Redis named by INVENTORY_LAB_REDIS_URL, if any (tests and notebooks use it)."""
     return os.environ.get(REDIS_URL_VARIABLE, "").strip() or None
+
+
+def configured_redis_cluster_url() -> str | None:
+    """The Redis Cluster named by INVENTORY_LAB_REDIS_CLUSTER_URL (`redis+cluster://…`), if any."""
+    return os.environ.get(REDIS_CLUSTER_URL_VARIABLE, "").strip() or None
 
 
 def configured_db_urls() -> list[str]:
@@ -82,8 +95,9 @@ def mask_url(url: str) -> str:
 
 def redis_client(
     url: str = FAKE_REDIS, *, timeout_s: float = 5.0, client_name: str | None = None
-) -> redis.Redis:
-    """A Redis client for `fake`, `fake://NAME` (a separate in-process server) or `redis://…`.
+) -> redis.Redis | RedisCluster:
+    """A Redis client for `fake`, `fake://NAME` (a separate in-process server), `redis://…`, or
+    a cluster client for `redis+cluster://host:port` (`RedisCluster`, same settings).
 
     Clients of the same fake name share one in-process server, like clients of one real server.
     A real client never resends a command by itself (redis-py can retry on a connection error):
@@ -97,25 +111,82 @@ def redis_client(
             server = _fake_servers.setdefault(name, fakeredis.FakeServer())
         return fakeredis.FakeRedis(server=server, decode_responses=True)
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
         raise BackendError(
-            f"Redis URL must be 'fake' or start with redis://, rediss:// or unix://; "
-            f"got {mask_url(url)!r}"
+            f"Redis URL must be 'fake' or start with redis://, rediss://, unix:// or "
+            f"redis+cluster://; got {mask_url(url)!r}"
         )
+    settings: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "max_connections": 256,
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": client_name,
+    }
+    client: redis.Redis | RedisCluster
     try:
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=256,
-            retry=Retry(NoBackoff(), 0),
-            client_name=client_name,
-        )
+        if scheme in CLUSTER_SCHEMES:
+            client = LabRedisCluster.from_url(_cluster_target(url, scheme), **settings)
+        else:
+            client = redis.Redis.from_url(url, **settings)
         client.ping()
-    except (ValueError, TypeError, redis.RedisError) as exc:
+    except (ValueError, TypeError, redis.RedisError, RedisClusterException) as exc:
         raise BackendError(f"Redis at {mask_url(url)} does not answer: {first_line(exc)}") from exc
     return client
+
+
+def _cluster_target(url: str, scheme: str) -> str:
+    """`redis+cluster://…` as the `redis://…` URL RedisCluster takes; a cluster has only
+    database 0, so any other is refused."""
+    target = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
+    address, _, query = target.split("://", 1)[1].rsplit("@", 1)[-1].partition("?")
+    if address.partition("/")[2] not in ("", "0") or re.search(r"(^|&)db=(?!0(&|$))", query):
+        raise BackendError(f"a Redis Cluster has database 0 only; got {mask_url(url)!r}")
+    return target
+
+
+class _ClusterScript(Script):
+    """A Lua script that also runs queued in a cluster pipeline. redis-py refuses `evalsha`
+    there (and a pipeline cannot load a script): the script is loaded on every master once per
+    pipeline, then EVALSHA is queued as a plain command, routed by its keys' slot."""
+
+    def __call__(self, keys: Any = None, args: Any = None, client: Any = None) -> Any:
+        if not isinstance(client, ClusterPipeline):
+            return super().__call__(keys, args, client)
+        loaded = vars(client).setdefault("_lab_loaded_scripts", set())
+        if self.sha not in loaded:
+            self.sha = self.registered_client.script_load(self.script)
+            loaded.add(self.sha)
+        keys = list(keys or ())
+        return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *(args or ()))
+
+
+class LabRedisCluster(RedisCluster):
+    """redis-py's cluster client, whose scripts also run inside its pipelines, and whose script
+    calls the server judges: keys of several slots go to the first key's master, which answers
+    CROSSSLOT (a ResponseError, handled as any Redis error), where redis-py would refuse the
+    call itself with an exception of its own."""
+
+    def register_script(self, script: Any) -> Script:
+        return _ClusterScript(self, script)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """As redis-py's, except that a slot no master serves for the moment (a failover under
+        way) is a Redis error like the others (ClusterDownError), not redis-py's own
+        exception: the designs answer it as any Redis error, never as an unknown outcome."""
+        try:
+            return super().execute_command(*args, **kwargs)
+        except SlotNotCoveredError as exc:
+            raise ClusterDownError(f"CLUSTERDOWN {exc}") from exc
+
+    def determine_slot(self, *args: Any) -> int | None:
+        try:
+            return super().determine_slot(*args)
+        except RedisClusterException:
+            if str(args[0]).upper() not in ("EVAL", "EVALSHA") or int(args[2]) < 2:
+                raise
+            return int(self.keyslot(args[3]))
 
 
 def free_port() -> int:

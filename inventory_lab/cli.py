@@ -2,7 +2,8 @@
 
 Every expected failure (bad arguments, a bad URL, a server that does not answer) is one line on
 stderr and exit code 2; a traceback means a bug. `run --fail-on-violation`, `review` and `report`
-exit 1 when the checker's findings are not what they should be.
+exit 1 when the checker's findings are not what they should be. `cluster up|down|status` starts,
+stops and shows a local Redis Cluster (`redis_cluster`); `status` exits 1 when it is not healthy.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from inventory_lab import history
-from inventory_lab.backends import FAKE_REDIS, mask_url
+from inventory_lab.backends import FAKE_REDIS, REDIS_CLUSTER_URL_VARIABLE, mask_url
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.beyond import PARTS as BEYOND_PARTS
 from inventory_lab.beyond import TABLES as BEYOND_TABLES
@@ -42,6 +43,7 @@ from inventory_lab.explorer import (
 from inventory_lab.explorer import FAULTS as EXPLORE_FAULTS
 from inventory_lab.growth import GROWTH_KINDS, run_growth
 from inventory_lab.lab import open_lab
+from inventory_lab.redis_cluster import DEFAULT_BASE_PORT, LocalCluster
 from inventory_lab.results import DEFAULT_PATH, json_records, load_runs, save_run
 from inventory_lab.review import FAULTS, ROWS, review, row_named, save_review
 from inventory_lab.review_report import review_document, write_report
@@ -318,6 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore_cmd.add_argument("--json", action="store_true", help="print one JSON object")
 
+    cluster = commands.add_parser(
+        "cluster",
+        help="a local Redis Cluster (3 masters, each with a replica) for the Redis designs",
+    )
+    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.add_argument(
+        "--port",
+        type=_int_in(1024, 65535),
+        default=DEFAULT_BASE_PORT,
+        help="the first of its 6 consecutive ports (default %(default)s)",
+    )
+    cluster.add_argument("--json", action="store_true", help="print one JSON object")
+
     runs = commands.add_parser("runs", help="show runs stored in a DuckDB file")
     runs.add_argument("--path", default=str(DEFAULT_PATH))
     runs.add_argument("--last", type=_int_in(1, 10_000), default=20)
@@ -361,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "explore":
             return _explore(args)
+        if args.command == "cluster":
+            return _cluster(args)
         return _runs(args)
     except LabError as exc:
         print(f"inventory-lab: error: {exc}", file=sys.stderr)
@@ -455,6 +472,31 @@ def _explore(args: argparse.Namespace) -> int:
     )
     print(format_schedule(result.shrunk))
     return 0
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    """up (idempotent), down, or status: exit 0 when the cluster is healthy (down: stopped)."""
+    cluster = LocalCluster(args.port)
+    if args.action == "down":
+        stopped = cluster.down()
+        if args.json:
+            print(json.dumps({"stopped": stopped}))
+        else:
+            print(
+                f"stopped {len(stopped)} node(s) of the cluster on ports "
+                f"{cluster.ports[0]}-{cluster.ports[-1]}"
+            )
+        return 0
+    was_up = args.action == "up" and cluster.status().healthy
+    status = cluster.up() if args.action == "up" else cluster.status()
+    if args.json:
+        print(json.dumps({**status.to_dict(), "url": cluster.url, "was_up": was_up}))
+    else:
+        if args.action == "up":
+            print("already up and healthy: left alone" if was_up else "started")
+        print(status.describe())
+        print(f"url: {cluster.url}  (export {REDIS_CLUSTER_URL_VARIABLE}={cluster.url})")
+    return 0 if status.healthy else 1
 
 
 def _designs() -> int:

@@ -62,3 +62,10 @@ def restock_channel(namespace: str) -> str:
     """The pub/sub channel on which a restock (or a give-back) names a SKU whose stock rose, so
     that every app process clears its local sold-out flag for it (`sold_out_flag`)."""
     return f"{namespace}:restocked"
+
+
+def untagged_gate_one_keys(namespace: str, order_id: str, sku: str) -> tuple[str, str]:
+    """Gate 1's keys (anti-repeat code, stock hash) spelled WITHOUT the hash tag: each is hashed
+    whole, so on a Redis Cluster they land in two slots and one script cannot touch both
+    (CROSSSLOT). Never used for stock; `cluster_layout` shows the failure with them."""
+    return f"{namespace}:{sku}:ar:{order_id}", f"{namespace}:{sku}:stock"

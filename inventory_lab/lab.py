@@ -1,7 +1,8 @@
 """The lab's handle on its backends: one Redis client, one SQL engine, one key namespace.
 
 `open_lab()` with no arguments is the embedded default (fakeredis + a SQLite file); pass URLs for
-real servers. The masked URLs are what reports and stored results show.
+real servers (a Redis Cluster too: `redis+cluster://host:port`). The masked URLs are what reports
+and stored results show.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 from sqlalchemy.engine import Engine
 
 from inventory_lab import keys
@@ -29,7 +31,7 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_\-]{1,40}")
 
 @dataclass
 class Lab:
-    redis: redis.Redis
+    redis: redis.Redis | RedisCluster
     engine: Engine
     redis_url: str  # masked
     db_url: str  # masked
@@ -38,9 +40,15 @@ class Lab:
     scratch_file: Path | None = None  # the default SQLite file, removed on close
 
     def clear_redis(self) -> int:
-        """Delete every key of this lab's namespace; returns how many went."""
+        """Delete every key of this lab's namespace; returns how many went. (On a cluster,
+        SCAN runs on every master and each DEL goes to the keys' slots.)"""
         pattern = keys.namespace_pattern(self.namespace)
-        doomed = list(self.redis.scan_iter(match=pattern, count=1000))
+        if isinstance(self.redis, RedisCluster):
+            masters = RedisCluster.PRIMARIES
+            found = self.redis.scan_iter(match=pattern, count=1000, target_nodes=masters)
+        else:
+            found = self.redis.scan_iter(match=pattern, count=1000)
+        doomed = list(found)
         for start in range(0, len(doomed), 500):
             self.redis.delete(*doomed[start : start + 500])
         return len(doomed)
