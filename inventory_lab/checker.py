@@ -58,7 +58,7 @@ from inventory_lab import schema
 from inventory_lab.lab import Lab
 from inventory_lab.orders import Outcome
 from inventory_lab.redis_stock import read_redis_stock
-from inventory_lab.tasks.store import unapplied_tasks, units_by_sku
+from inventory_lab.tasks.store import TaskStore, unapplied_tasks, units_by_sku
 
 
 @dataclass(frozen=True)
@@ -277,16 +277,22 @@ def check_lab(
     *,
     redis_view: bool,
     task_tables: Sequence[sa.Table] | None = None,
+    task_store: TaskStore | None = None,
 ) -> CheckReport:
     """Read the lab's final state and check it. `redis_view`: compare Redis stock too.
 
     Run it when the design is quiescent (after `drain()`): pending tasks are read from the task
     tables, Redis after the database. `task_tables`: the task tables, when the caller knows
     them (the explorer checks thousands of runs of one layout); by default they are reflected.
+    `task_store`: the task engine's tables when some live in other databases than the lab's
+    (read through the store, `TaskStore.unapplied`); it takes the place of `task_tables`.
     """
-    tables = schema.task_tables(lab.engine) if task_tables is None else task_tables
     with lab.engine.connect() as conn:
         db_stock = schema.read_stock(conn)
-        pending_tasks = unapplied_tasks(conn, tables)
+        if task_store is not None:
+            pending_tasks = task_store.unapplied(conn)
+        else:
+            tables = schema.task_tables(lab.engine) if task_tables is None else task_tables
+            pending_tasks = unapplied_tasks(conn, tables)
     redis_stock = read_redis_stock(lab, sorted(initial)) if redis_view else None
     return check(initial, db_stock, read_ledger(lab), records, redis_stock, pending_tasks)

@@ -13,7 +13,9 @@ faults can be read side by side.
 A fault is a *window* (switched on, later off: an outage, lost commit acknowledgements, killed or
 paused connections, a stalled worker, crashes between the gates, expired anti-repeat codes) or
 an *instant* (Redis loses its data, a re-warm, a worker dies, redis-server is killed and
-restarted). `FAULTS` lists them with what each needs.
+restarted). `FAULTS` lists them with what each needs. `redis_failover` is a window on a Redis
+Cluster of the caller's own: a master cut off from its frozen replica goes on acknowledging
+writes, and at the window's end it dies and the replica is promoted without them (failover.py).
 
 On real servers the Redis and database faults are the servers' own: `CLIENT KILL` of the lab's
 connections (found by their client name), `CLIENT PAUSE` and kill -9 + restart of a redis-server
@@ -37,11 +39,13 @@ import fakeredis
 import pandas as pd
 import redis
 import sqlalchemy as sa
+from redis.cluster import RedisCluster
 from sqlalchemy.pool import NullPool
 
 from inventory_lab.designs.base import BaseDesign
 from inventory_lab.designs.task_engine import TaskEngineDesign
 from inventory_lab.designs.two_gate import TwoGate
+from inventory_lab.failover import Failover, stock_hashes
 from inventory_lab.faults import (
     DbOutage,
     LostCommitAck,
@@ -51,6 +55,7 @@ from inventory_lab.faults import (
     expire_before_retry,
 )
 from inventory_lab.lab import Lab
+from inventory_lab.redis_cluster import LocalCluster
 from inventory_lab.redis_server import RedisServer
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,12 @@ FAULTS: dict[str, Fault] = {
     "lost_commit_ack": Fault("window", "", "a COMMIT lands and its acknowledgement is lost"),
     "db_outage": Fault("window", "", "every statement and commit fails, mid-transaction too"),
     "db_kill": Fault("window", "db server", "the lab's database sessions are terminated"),
+    "redis_failover": Fault(
+        "window",
+        "cluster",
+        "a cluster master acknowledges writes its replica never gets, dies, and the replica is "
+        "promoted (failover.py)",
+    ),
 }
 
 
@@ -88,6 +99,8 @@ def applies(fault: str, design: type[BaseDesign], lab: Lab) -> bool:
     needs = FAULTS[fault].needs
     if needs == "redis":
         return issubclass(design, TwoGate)
+    if needs == "cluster":  # a cluster the lab runs: a redis-server of its own, on ports of its own
+        return issubclass(design, TwoGate) and isinstance(lab.redis, RedisCluster)
     if needs == "workers":
         return issubclass(design, TaskEngineDesign)
     if needs == "db server":
@@ -131,6 +144,7 @@ class Nemesis:
         strikes: tuple[int, int] = (3, 5),
         window: tuple[float, float] = (0.03, 0.10),
         server: RedisServer | None = None,
+        cluster: LocalCluster | None = None,
     ) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
@@ -141,6 +155,13 @@ class Nemesis:
         self.real = real_redis(lab)
         if fault in ("redis_restart", "redis_pause") and self.real and server is None:
             raise ValueError(f"{fault} on a real Redis needs a redis-server of its own (server=)")
+        self._failover: Failover | None = None
+        if fault == "redis_failover":
+            if cluster is None:
+                raise ValueError("redis_failover needs the LocalCluster the lab runs on (cluster=)")
+            self._failover = Failover(cluster, stock_hashes(lab))
+            strikes = (1, 1)  # a failover takes a second or two: one per run, and a window
+            window = (0.10, 0.25)  # long enough for the master to acknowledge writes in it
         self._rng = random.Random(seed)
         self.plan = self._schedule(attempts, strikes, window)
         self._waiting: dict[int, int] = {}  # attempt -> the nemesis's actions still due there
@@ -149,6 +170,7 @@ class Nemesis:
                 self._waiting[at] = self._waiting.get(at, 0) + 1
         self._progress = threading.Condition()
         self._started = 0  # attempts the workload has started
+        self._holding = False  # new attempts wait (a failover under way)
         self._stop = threading.Event()
         self._stack = ExitStack()
         self._thread: threading.Thread | None = None
@@ -222,6 +244,9 @@ class Nemesis:
                 self._progress.wait_for(
                     lambda: self._waiting[index] == 0 or self._stop.is_set(), timeout=30
                 )
+            # a failover under way: new orders wait for it (the shop holds them for the second
+            # or two it takes); the orders already in flight hear their errors
+            self._progress.wait_for(lambda: not self._holding or self._stop.is_set(), timeout=30)
 
     def _reached(self, attempt: int, *, repeat: Callable[[], None] | None = None) -> bool:
         """Wait until the workload starts `attempt` (False: the run ended first), running
@@ -248,8 +273,7 @@ class Nemesis:
                 self._record("start", self._open())
                 self._acted(start)
                 self._reached(end, repeat=self._repeat())
-                self._close()
-                self._record("end")
+                self._record("end", self._close())
             except Exception as exc:  # a fault that could not strike is an event, not a crash
                 log.warning("nemesis: %s could not strike", self.fault, exc_info=True)
                 self._record("failed", f"{type(exc).__name__}: {exc}"[:200])
@@ -307,6 +331,8 @@ class Nemesis:
         self._stack.enter_context(fault)
 
     def _open(self) -> str:
+        if self._failover is not None:
+            return self._failover.cut()
         if self.fault == "worker_pause":
             task_engine = self.design.task_engine  # type: ignore[attr-defined]
             task_engine.pause_after_claim_s = 2 * task_engine.lease_s
@@ -324,10 +350,22 @@ class Nemesis:
             return self.kill_db_sessions
         return None
 
-    def _close(self) -> None:
+    def _close(self) -> str:
         if self.fault == "worker_pause":
             self.design.task_engine.pause_after_claim_s = 0.0  # type: ignore[attr-defined]
         self._active.clear()
+        if self._failover is not None and self._failover.is_cut:
+            self._hold(True)
+            try:
+                return self._failover.fail()
+            finally:
+                self._hold(False)
+        return ""
+
+    def _hold(self, holding: bool) -> None:
+        with self._progress:
+            self._holding = holding
+            self._progress.notify_all()
 
     def strike(self) -> str:
         """Strike an instant fault now; returns what happened."""

@@ -16,16 +16,21 @@ import pandas as pd
 from inventory_lab import keys, schema
 from inventory_lab.lab import Lab
 from inventory_lab.redis_stock import read_redis_stock, redis_target, repair_key
+from inventory_lab.tasks.store import TaskStore
 
 
-def reconcile(lab: Lab, *, repair: bool = False) -> pd.DataFrame:
+def reconcile(
+    lab: Lab, *, repair: bool = False, task_store: TaskStore | None = None
+) -> pd.DataFrame:
     """Per SKU: redis, db, pending, target, drift, and whether it was repaired.
 
-    Pending tasks come from the task tables (tasks not yet applied), read with the stock.
+    Pending tasks come from the task tables (tasks not yet applied), read with the stock;
+    `task_store`: the task engine's store when some of its tables live in other databases
+    (`redis_stock.redis_target`).
     """
     with lab.engine.connect() as conn:
         db_stock = schema.read_stock(conn)
-        targets = redis_target(conn)
+        targets = redis_target(conn, task_store=task_store)
     redis_stock = read_redis_stock(lab, sorted(db_stock))
     rows = []
     for sku in sorted(db_stock):

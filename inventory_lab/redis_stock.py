@@ -47,12 +47,22 @@ from inventory_lab.backends import is_retryable
 from inventory_lab.lab import Lab
 from inventory_lab.scripts import lua_source
 from inventory_lab.stock_buckets import split
-from inventory_lab.tasks.store import unapplied_tasks_query
+from inventory_lab.tasks.store import TaskStore, unapplied_tasks_query, units_by_sku
 
 
-def redis_target(conn: Connection, *, minus_pending: bool = True) -> dict[str, int]:
-    """Per SKU, what Redis should hold: DB stock minus units of tasks not yet applied."""
+def redis_target(
+    conn: Connection, *, minus_pending: bool = True, task_store: TaskStore | None = None
+) -> dict[str, int]:
+    """Per SKU, what Redis should hold: DB stock minus units of tasks not yet applied.
+
+    `task_store`: the task engine's tables when some live in other databases than `conn`'s
+    (read through the store, never too high: `TaskStore.stock_and_unapplied`); by default the
+    task tables of `conn`'s database are found by reflection."""
     stock = schema.stock_units()  # the SKU's row plus any database buckets
+    if task_store is not None and minus_pending:
+        found, unapplied_rows = task_store.stock_and_unapplied(conn, stock)
+        waiting = units_by_sku(unapplied_rows)
+        return {sku: num - waiting.get(sku, 0) for sku, num in found.items()}
     tables = schema.task_tables(conn.engine) if minus_pending else []
     unapplied = unapplied_tasks_query(tables)
     if unapplied is None:
@@ -73,7 +83,12 @@ def redis_target(conn: Connection, *, minus_pending: bool = True) -> dict[str, i
 
 
 def warm_up(
-    lab: Lab, *, minus_pending: bool = True, fenced: bool = True, buckets: int | None = None
+    lab: Lab,
+    *,
+    minus_pending: bool = True,
+    fenced: bool = True,
+    buckets: int | None = None,
+    task_store: TaskStore | None = None,
 ) -> dict[str, int]:
     """Copy `redis_target` into Redis (overwrites); returns what it wrote.
 
@@ -82,18 +97,31 @@ def warm_up(
     between the gates. `minus_pending=False`: the other classic mistake, forgetting the tasks
     accepted but not yet applied. `buckets`: each SKU's copy split over that many bucket
     hashes (`stock_buckets.split`), each carrying the epoch; the SKU's own hash keeps 0 units,
-    the epoch and the bucket count (`keys.stock_bucket_key`).
+    the epoch and the bucket count (`keys.stock_bucket_key`). `task_store`: see `redis_target`.
     """
     for attempt in range(8):  # a deadlock between two concurrent warm-ups: re-run
         try:
-            return _copy(lab, minus_pending=minus_pending, fenced=fenced, buckets=buckets)
+            return _copy(
+                lab,
+                minus_pending=minus_pending,
+                fenced=fenced,
+                buckets=buckets,
+                task_store=task_store,
+            )
         except DBAPIError as exc:
             if attempt == 7 or not is_retryable(exc):
                 raise
     raise AssertionError("unreachable")
 
 
-def _copy(lab: Lab, *, minus_pending: bool, fenced: bool, buckets: int | None) -> dict[str, int]:
+def _copy(
+    lab: Lab,
+    *,
+    minus_pending: bool,
+    fenced: bool,
+    buckets: int | None,
+    task_store: TaskStore | None = None,
+) -> dict[str, int]:
     with lab.engine.connect() as conn:
         if conn.dialect.name != "sqlite":  # SQLite: one writer, nothing to see in between
             conn.execution_options(isolation_level="READ COMMITTED")
@@ -102,7 +130,7 @@ def _copy(lab: Lab, *, minus_pending: bool, fenced: bool, buckets: int | None) -
             if fenced:
                 conn.execute(sa.update(epoch_row).values(epoch=epoch_row.c.epoch + 1))
             epochs = dict(conn.execute(sa.select(epoch_row.c.sku, epoch_row.c.epoch)).all())
-            target = redis_target(conn, minus_pending=minus_pending)
+            target = redis_target(conn, minus_pending=minus_pending, task_store=task_store)
     pipe = lab.redis.pipeline(transaction=False)
     newer_wins = lab.redis.register_script(lua_source("warm"))
     for sku, num in target.items():

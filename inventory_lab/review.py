@@ -37,16 +37,18 @@ import duckdb
 import pandas as pd
 from tqdm import tqdm
 
-from inventory_lab import nemesis
+from inventory_lab import nemesis, redis_cluster
 from inventory_lab.backends import redis_client
 from inventory_lab.checker import CheckReport, check_lab
 from inventory_lab.designs import BEYOND_THE_ARTICLE, design_class, redis_design_names
 from inventory_lab.designs.base import BaseDesign
 from inventory_lab.designs.task_engine import TaskEngineDesign
+from inventory_lab.designs.two_gate import TwoGate
 from inventory_lab.experiment import machine
 from inventory_lab.history import Event, from_records
 from inventory_lab.lab import Lab
 from inventory_lab.reconcile import reconcile
+from inventory_lab.redis_cluster import LocalCluster
 from inventory_lab.redis_server import RedisServer, available
 from inventory_lab.stored_outcome import wrap
 from inventory_lab.tasks import Status
@@ -55,9 +57,17 @@ from inventory_lab.workload import Workload, run_workload
 WORKLOAD_FAULTS = ("none", "duplicate", "lost_reply")
 FAULTS = (*WORKLOAD_FAULTS, *nemesis.FAULTS)
 RECOMMENDED = "task_engine"
+# the task engines: each row of them gets the same lease and retry options
+TASK_ENGINES = (
+    RECOMMENDED,
+    "task_engine_merged",
+    "task_engine_sharded_db",
+    "task_engine_merged_sharded_db",
+)
 INVARIANTS = ("oversold", "double_deducted", "lost", "unaccounted")
 BASE_WORKLOAD = Workload(orders=150, skus=2, stock=40, skew=1.1, seed=7)
 CONCURRENCY = 6
+FAILOVER_NODE_TIMEOUT_MS = 500  # the review's own cluster: a replica takes over within ~2 s
 REDIS_DESIGNS = tuple(redis_design_names())
 AS_WRITTEN = ("two_gate", "two_gate_lua", "task_engine")  # the article's own designs
 
@@ -96,7 +106,7 @@ class Row:
         options: dict[str, Any] = {}
         if self.design == "naive":  # rounds of all clients: the race happens on every run
             options.update(lockstep=concurrency, lockstep_timeout_s=2.0)
-        if self.design in (RECOMMENDED, "task_engine_merged"):
+        if self.design in TASK_ENGINES:
             options.update(lease_s=0.3, backoff_s=0.02, max_backoff_s=0.3, max_attempts=12)
         if "guard" in self.variant:
             options["db_guard"] = True
@@ -166,6 +176,8 @@ def expectation(row: Row, fault: str) -> Expectation:
     may: set[str] = set()
     why = []
     if design != "db_only":
+        if fault == "redis_failover":
+            return _failover_expectation(row)
         if fault == "crash_between_gates":
             drift, why = "must", ["Redis keeps the decrements of the orders the app died with"]
         elif fault == "anti_repeat_expiry" and design in _DECREMENT_KEPT:
@@ -204,6 +216,28 @@ def expectation(row: Row, fault: str) -> Expectation:
     if not why:
         why = ["the design keeps every invariant; unknown outcomes are resolved before undoing"]
     return Expectation(may=frozenset(may), drift=drift, why="; ".join(why))
+
+
+def _failover_expectation(row: Row) -> Expectation:
+    """Acknowledged gate-1 writes lost with a cluster master: only a guard at gate 2 stops
+    the oversell (the epoch fence cannot: the promoted copy carries the epoch it had)."""
+    why = [
+        "the promoted replica lacks the decrements and codes the dead master acknowledged: Redis "
+        "holds more than the database says is left until reconciliation, and sells it"
+    ]
+    may = set()
+    if "guard" not in row.variant:
+        may.add("oversold")
+        why.append("without a guard, gate 2 persists what those units let through")
+    elif row.design in TASK_ENGINES:
+        may |= {"oversold", "lost"}
+        why.append(
+            "the guard refuses the task after the client heard `accepted`: the promise is broken "
+            "(oversold counts promises) and the task dies (lost)"
+        )
+    else:
+        why.append("the guard refuses at gate 2 what Redis let through; the client hears so")
+    return Expectation(may=frozenset(may), drift="may", why="; ".join(why))
 
 
 # --- one run, one cell ------------------------------------------------------------------------
@@ -277,6 +311,11 @@ def applies(lab: Lab, row: Row, fault: str) -> bool:
         return True
     if fault in ("redis_restart", "redis_pause") and nemesis.real_redis(lab) and not available():
         return False  # needs a redis-server of its own
+    if fault == "redis_failover":  # on a cluster of the review's own, beside a real Redis
+        own = nemesis.real_redis(lab) and redis_cluster.available()
+        # a checkout's one script cannot run on a cluster (its SKUs' keys lie in several slots:
+        # CROSSSLOT, tests/test_redis_cluster.py): the checkout rows have nothing to show there
+        return own and row.lines == 1 and issubclass(design_class(row.design), TwoGate)
     return nemesis.applies(fault, design_class(row.design), lab)
 
 
@@ -289,11 +328,13 @@ def run_seed(
     base: Workload = BASE_WORKLOAD,
     concurrency: int = CONCURRENCY,
     server: RedisServer | None = None,
+    cluster: LocalCluster | None = None,
 ) -> SeedRun:
     """One row under one fault with one seed: run, heal, drain, check, reconcile, check again.
 
     `server`: a redis-server of the review's own, for the real `redis_restart` / `redis_pause`
-    (the cell then runs its Redis there; the database stays `lab`'s).
+    (the cell then runs its Redis there; the database stays `lab`'s); `cluster`: a Redis
+    Cluster of the review's own for `redis_failover` (started for the run when not given).
     """
     row = row_named(row) if isinstance(row, str) else row
     if fault not in FAULTS:
@@ -303,7 +344,11 @@ def run_seed(
         if fault in ("redis_restart", "redis_pause") and nemesis.real_redis(lab):
             if server is None:
                 server = stack.enter_context(RedisServer())
-            lab = _beside(lab, server, stack)
+            lab = _beside(lab, server.url, stack)
+        if fault == "redis_failover":
+            if cluster is None:
+                cluster = stack.enter_context(own_cluster())
+            lab = _beside(lab, cluster.url, stack)
         cls = design_class(row.design)
         design: BaseDesign = cls(lab, **row.options(concurrency))
         stack.callback(design.close)
@@ -314,7 +359,13 @@ def run_seed(
         nem = None
         if fault not in WORKLOAD_FAULTS:
             nem = nemesis.Nemesis(
-                lab, design, fault, attempts=len(attempts), seed=seed, server=server
+                lab,
+                design,
+                fault,
+                attempts=len(attempts),
+                seed=seed,
+                server=server,
+                cluster=cluster,
             )
         with nem or nullcontext():
             records = run_workload(
@@ -329,9 +380,11 @@ def run_seed(
         guard_refusals = int(records["detail"].str.contains(GUARD_DETAIL).sum())
         if isinstance(design, TaskEngineDesign):
             guard_refusals += design.store.counts()[Status.DEAD]
-        before = check_lab(lab, initial, records, redis_view=cls.uses_redis)
-        repair = reconcile(lab, repair=True) if cls.uses_redis else None
-        after = check_lab(lab, initial, records, redis_view=cls.uses_redis)
+        # a task engine's tables may live in other databases too: read them through its store
+        store = design.store if isinstance(design, TaskEngineDesign) else None
+        before = check_lab(lab, initial, records, redis_view=cls.uses_redis, task_store=store)
+        repair = reconcile(lab, repair=True, task_store=store) if cls.uses_redis else None
+        after = check_lab(lab, initial, records, redis_view=cls.uses_redis, task_store=store)
     clients_s = float(records["end_s"].max() - records["start_s"].min()) if len(records) else 0.0
     return SeedRun(
         row, fault, seed, records, history, before, repair, after, clients_s, guard_refusals
@@ -371,14 +424,23 @@ def _workload(fault: str, base: Workload) -> Workload:
         return base
     if fault == "lost_reply":
         return replace(base, lost_replies=0.3)
+    if fault == "redis_failover":  # the sale goes on after the failover, until it sells out
+        return replace(base, orders=2 * base.orders, retries=0.3)
     return replace(base, retries=0.3)  # clients resend, after errors too
 
 
-def _beside(lab: Lab, server: RedisServer, stack: ExitStack) -> Lab:
-    """The lab's database with the given redis-server (the lab's engine is not closed here)."""
-    client = redis_client(server.url, client_name=f"ilab-{lab.namespace}")
+def _beside(lab: Lab, redis_url: str, stack: ExitStack) -> Lab:
+    """The lab's database with the Redis at `redis_url` (a server or a cluster of the review's
+    own; the lab's engine is not closed here)."""
+    client = redis_client(redis_url, client_name=f"ilab-{lab.namespace}")
     stack.callback(client.close)
-    return replace(lab, redis=client, redis_url=server.url, scratch_file=None)
+    return replace(lab, redis=client, redis_url=redis_url, scratch_file=None)
+
+
+def own_cluster() -> LocalCluster:
+    """A Redis Cluster for the failover cells, on free ports of its own (never a shared one), with
+    a short node timeout: a failover takes a second or two."""
+    return LocalCluster(redis_cluster.free_base_port(), node_timeout_ms=FAILOVER_NODE_TIMEOUT_MS)
 
 
 @dataclass(frozen=True)
@@ -424,6 +486,7 @@ def run_cell(
     base: Workload = BASE_WORKLOAD,
     concurrency: int = CONCURRENCY,
     server: RedisServer | None = None,
+    cluster: LocalCluster | None = None,
 ) -> Cell:
     """One row under one fault for `seeds` seeds; the worst seen, judged against `expectation`."""
     row = row_named(row) if isinstance(row, str) else row
@@ -433,7 +496,16 @@ def run_cell(
     if not applies(lab, row, fault):
         return _not_applicable(row, fault, expected)
     runs = [
-        run_seed(lab, row, fault, seed, base=base, concurrency=concurrency, server=server)
+        run_seed(
+            lab,
+            row,
+            fault,
+            seed,
+            base=base,
+            concurrency=concurrency,
+            server=server,
+            cluster=cluster,
+        )
         for seed in range(seeds)
     ]
     return _cell(row, fault, runs, expected)
@@ -557,8 +629,11 @@ def review(
         own = {"redis_restart", "redis_pause"} & set(faults)
         if own and nemesis.real_redis(lab) and available():
             server = stack.enter_context(RedisServer())
+        cluster = None
+        if "redis_failover" in faults and nemesis.real_redis(lab) and redis_cluster.available():
+            cluster = stack.enter_context(own_cluster())
         for row, fault in tqdm(cells, desc="review", disable=not progress):
-            found.append(run_cell(lab, row, fault, seeds=seeds, server=server))
+            found.append(run_cell(lab, row, fault, seeds=seeds, server=server, cluster=cluster))
     return _frame(lab, found, time.perf_counter() - started)
 
 

@@ -1,9 +1,10 @@
 """Backends as parametrized fixtures: the embedded default everywhere, real servers where given.
 
 `INVENTORY_LAB_REDIS_URL` (one URL) and `INVENTORY_LAB_DB_URLS` (comma-separated SQLAlchemy URLs)
-name real servers. Each real database gets a scratch database of its own, dropped at the end; each
-test gets its own Redis key namespace, deleted at the end. Without the variables the real cases
-skip; with CI=true a missing or unreachable server fails the run instead.
+name real servers, `INVENTORY_LAB_REDIS_CLUSTER_URL` a Redis Cluster (`cluster_lab`). Each real
+database gets a scratch database of its own, dropped at the end; each test gets its own Redis key
+namespace, deleted at the end. Without the variables the real cases skip; with CI=true a missing
+or unreachable server fails the run instead.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from sqlalchemy.engine import make_url
 from inventory_lab import BackendError, Lab, open_lab, redis_server
 from inventory_lab.backends import (
     configured_db_urls,
+    configured_redis_cluster_url,
     configured_redis_url,
     mask_url,
     sql_dialect,
 )
+from inventory_lab.shard_databases import SHARDS_SUFFIX, beside
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_REDIS = configured_redis_url()
 REAL_DBS = configured_db_urls()
+REAL_REDIS_CLUSTER = configured_redis_cluster_url()  # redis+cluster://… (`./lab cluster up`)
 RUN_ID = uuid.uuid4().hex[:8]
 
 
@@ -61,15 +65,23 @@ class _ScratchDatabases:
     """One scratch database per real server URL for the whole session."""
 
     def __init__(self) -> None:
-        self.created: dict[str, str] = {}
+        self.created: dict[tuple[str, str], str] = {}  # (server URL, suffix) -> scratch URL
 
-    def url_for(self, server_url: str) -> str:
-        if server_url not in self.created:
-            self.created[server_url] = self._create(server_url)
-        return self.created[server_url]
+    def url_for(self, server_url: str, suffix: str = "") -> str:
+        """The session's scratch database on the server (`suffix`: a second one beside it)."""
+        if (server_url, suffix) not in self.created:
+            self.created[server_url, suffix] = self._create(server_url, suffix)
+        return self.created[server_url, suffix]
 
-    def _create(self, server_url: str) -> str:
-        name = f"ilab_test_{RUN_ID}"
+    def second_for(self, scratch_url: str) -> str:
+        """A second scratch database on the server of `scratch_url` (one of this session's)."""
+        for (server_url, suffix), url in list(self.created.items()):
+            if not suffix and url == scratch_url:
+                return self.url_for(server_url, SHARDS_SUFFIX)
+        raise LookupError(f"not a scratch database of this session: {mask_url(scratch_url)}")
+
+    def _create(self, server_url: str, suffix: str = "") -> str:
+        name = f"ilab_test_{RUN_ID}{suffix}"
         engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
@@ -82,13 +94,16 @@ class _ScratchDatabases:
         return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
-        for server_url, scratch_url in self.created.items():
-            name = make_url(scratch_url).database
+        for (server_url, suffix), scratch_url in self.created.items():
+            names = [make_url(scratch_url).database]
+            if not suffix:  # and the database a design may have made beside it (its shards)
+                names.append(make_url(beside(scratch_url)).database)
             engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
             with engine.connect() as conn:
-                quoted = conn.dialect.identifier_preparer.quote(name)
-                force = " WITH (FORCE)" if conn.dialect.name == "postgresql" else ""
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+                for name in names:
+                    quoted = conn.dialect.identifier_preparer.quote(name)
+                    force = " WITH (FORCE)" if conn.dialect.name == "postgresql" else ""
+                    conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
             engine.dispose()
 
 
@@ -97,6 +112,20 @@ def scratch_databases() -> Iterator[_ScratchDatabases]:
     scratch = _ScratchDatabases()
     yield scratch
     scratch.drop_all()
+
+
+@pytest.fixture
+def second_database(tmp_path, scratch_databases):
+    """`second_database(lab)`: the URL of a second database beside the lab's, of its kind (the
+    task engine's shards in two databases): a second SQLite file, or a second scratch database
+    on the lab's real server, dropped with the first."""
+
+    def url_beside(lab: Lab) -> str:
+        if lab.dialect == "sqlite":
+            return f"sqlite:///{tmp_path / 'shards.sqlite'}"
+        return scratch_databases.second_for(lab.engine.url.render_as_string(hide_password=False))
+
+    return url_beside
 
 
 @pytest.fixture(params=DB_PARAMS, ids=_db_id)
@@ -142,6 +171,20 @@ def lab(db_url: str) -> Iterator[Lab]:
 def redis_lab(redis_url: str, tmp_path) -> Iterator[Lab]:
     """A lab on each Redis backend, with a SQLite file beside it."""
     yield from _open(redis_url, f"sqlite:///{tmp_path / 'lab.sqlite'}")
+
+
+@pytest.fixture
+def cluster_url() -> str:
+    """The Redis Cluster named by INVENTORY_LAB_REDIS_CLUSTER_URL (`./lab cluster up`)."""
+    if REAL_REDIS_CLUSTER is None:
+        _missing("no Redis Cluster configured (INVENTORY_LAB_REDIS_CLUSTER_URL; ./lab cluster up)")
+    return REAL_REDIS_CLUSTER
+
+
+@pytest.fixture
+def cluster_lab(cluster_url: str, db_url: str) -> Iterator[Lab]:
+    """A lab on the Redis Cluster and each database backend."""
+    yield from _open(cluster_url, db_url)
 
 
 @pytest.fixture(params=["fake", "own-redis"])

@@ -47,6 +47,8 @@ BEYOND_THE_ARTICLE = (
     "task_engine_merged",
     "db_buckets",
     "two_gate_buckets",
+    "task_engine_sharded_db",
+    "task_engine_merged_sharded_db",
 )
 
 _loaded = False

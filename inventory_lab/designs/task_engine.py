@@ -11,7 +11,7 @@ freed); if its outcome is unknown, it is resolved first (see `two_gate`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -56,11 +56,15 @@ class TaskEngineDesign(TwoGateLua):
             as_written=as_written,
             per_line_gate=per_line_gate,
         )
-        self.store = TaskStore(lab.engine, shards)
+        self.store = self.make_store(shards)
         self.task_engine = self.make_task_engine(workers=workers, **engine_options)
         self.start_workers = start_workers
         self.drain_timeout_s = drain_timeout_s
         self.rewarm_minus_pending = rewarm_minus_pending
+
+    def make_store(self, shards: int) -> TaskStore:
+        """The task tables (a subclass may spread them over other databases)."""
+        return TaskStore(self.lab.engine, shards)
 
     def make_task_engine(self, *, workers: int, **engine_options: Any) -> TaskEngine:
         """The executors and maintenance workers over `self.store` (a subclass may run others)."""
@@ -79,7 +83,7 @@ class TaskEngineDesign(TwoGateLua):
         The task insert is this design's gate 2: it is fenced by the epoch like `two_gate`'s
         deduction, and an error after it was sent is resolved by probing the task's code.
         """
-        result = self.run_gate_two(order, epoch, lambda conn: self._record_task(conn, order, epoch))
+        result = self.run_gate_two(order, epoch, self.recorder(((order, epoch),)))
         if result.outcome is Outcome.DUPLICATE:  # the order line already has a task
             return Result(Outcome.DUPLICATE, "task exists")
         if result.outcome is Outcome.ACCEPTED and not result.detail:
@@ -89,15 +93,22 @@ class TaskEngineDesign(TwoGateLua):
     def gate_two_lines(self, admitted: Sequence[tuple[Order, str | None]]) -> Result:
         """A checkout's tasks, one per line, recorded in one transaction (its lines share the
         order id, hence one shard): accepted whole; each line is then applied on its own."""
+        result = self.run_gate_two_lines(admitted, self.recorder(admitted))
+        if result.outcome is Outcome.ACCEPTED and not result.detail:
+            return Result(Outcome.ACCEPTED, "tasks recorded")
+        return result
+
+    def recorder(
+        self, admitted: Sequence[tuple[Order, str | None]]
+    ) -> Callable[[Connection], None]:
+        """Gate 2's transaction on the lab's database for lines of one order: their tasks
+        recorded (a subclass may record them in another database)."""
 
         def record(conn: Connection) -> None:
             for order, epoch in admitted:
                 self._record_task(conn, order, epoch)
 
-        result = self.run_gate_two_lines(admitted, record)
-        if result.outcome is Outcome.ACCEPTED and not result.detail:
-            return Result(Outcome.ACCEPTED, "tasks recorded")
-        return result
+        return record
 
     def probe_for(self, order: Order) -> sa.Insert:
         """The task's insert, with its values: its unique code tells whether gate 2 committed."""

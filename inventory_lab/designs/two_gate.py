@@ -57,7 +57,7 @@ from typing import ClassVar
 
 import redis
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from inventory_lab import keys, schema
@@ -171,7 +171,7 @@ class TwoGate(BaseDesign):
         still = []
         for order, epoch, probe in waiting:
             try:
-                done = persisted(self.lab.engine, probe)
+                done = persisted(self.probe_engine(order), probe)
             except OutcomeUnknown:
                 still.append((order, epoch, probe))
                 continue
@@ -259,6 +259,11 @@ class TwoGate(BaseDesign):
         `resolve.persisted` runs to learn whether gate 2 committed; built only when needed."""
         return schema.anti_repeat.insert().values(code=order.anti_repeat_code)
 
+    def probe_engine(self, order: Order) -> Engine:
+        """The database `probe_for(order)` runs on: the lab's (the task engine with shards in
+        other databases: the order's shard's)."""
+        return self.lab.engine
+
     def run_gate_two(
         self, order: Order, epoch: str | None, persist: Callable[[Connection], None]
     ) -> Result:
@@ -306,7 +311,7 @@ class TwoGate(BaseDesign):
         lines were written in one transaction: the first line's key tells for all."""
         probe = self.probe_for(admitted[0][0])
         try:
-            done = persisted(self.lab.engine, probe)
+            done = persisted(self.probe_engine(admitted[0][0]), probe)
         except OutcomeUnknown as unknown:  # undo nothing now; `drain()` resolves it later
             with self._counter_lock:
                 self._unresolved.extend(

@@ -24,6 +24,15 @@ batch task by task through the design's own `apply` — never twice. It does the
 guard refuses the summed UPDATE (`GuardShortfall`: only the tasks that fit are applied, the rest
 go DEAD as in `task_engine`) and on any other error, so that no task's fate is decided by
 another task of its batch.
+
+A shard in another database than the stock (`apply_batch_across`) cannot be held, applied and
+completed in one transaction. There the batch takes three, in this order: hold (the lease
+renewed, in the shard's database), apply (anti-repeat rows, ledger rows and the summed UPDATE,
+in the main database), complete (DONE, in the shard's database, a compare-and-set on owner and
+status). A crash after the apply's commit leaves the tasks LOCKED: their lease runs out, they
+are claimed again, and the anti-repeat rows make the second batch mark them DONE without
+deducting. No transaction in the shard's database is open while the main one runs, so no lock
+is ever held in one database while waiting for one in the other.
 """
 
 from __future__ import annotations
@@ -36,10 +45,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from inventory_lab import schema
+from inventory_lab.backends import in_transaction
 from inventory_lab.tasks.store import Task, TaskStore
 from inventory_lab.tasks.workers import ApplyFn, TaskEngine
 
@@ -115,14 +125,65 @@ def apply_batch(
     an IntegrityError (roll back; apply task by task)."""
     if not tasks:
         return BatchApplied((), (), (), 0)
-    shard, sku = tasks[0].shard, tasks[0].order.sku
-    if any(t.shard != shard or t.order.sku != sku for t in tasks):
-        raise ValueError("a batch holds tasks of one SKU from one shard")
+    shard, sku = _one_shard_and_sku(tasks)
     held = store.hold(conn, shard, [t.id for t in tasks], owner)
     mine = [t for t in tasks if t.id in held]
     lost = tuple(t for t in tasks if t.id not in held)
     if not mine:
         return BatchApplied((), (), lost, 0)
+    fresh, already = _insert_fresh(conn, mine, sku, design)
+    store.complete_held(conn, shard, [t.id for t in mine], owner)
+    units = _deduct_sum(conn, fresh, sku, guard)  # last: the hot row is locked the shortest
+    return BatchApplied(fresh, already, lost, units)
+
+
+def apply_batch_across(
+    main: Engine,
+    store: TaskStore,
+    tasks: Sequence[Task],
+    owner: str,
+    *,
+    design: str,
+    guard: bool = False,
+) -> BatchApplied:
+    """`apply_batch` for a shard outside the main database: hold, apply, complete, three
+    transactions in that order (see the module docstring). Errors as in `apply_batch`."""
+    if not tasks:
+        return BatchApplied((), (), (), 0)
+    shard, sku = _one_shard_and_sku(tasks)
+    ids = [t.id for t in tasks]
+    shard_engine = store.engine_of(shard)
+    held = in_transaction(shard_engine, lambda conn: store.hold(conn, shard, ids, owner))
+    mine = [t for t in tasks if t.id in held]
+    lost = tuple(t for t in tasks if t.id not in held)
+    if not mine:
+        return BatchApplied((), (), lost, 0)
+
+    def deduct(conn: Connection) -> tuple[tuple[Task, ...], tuple[Task, ...], int]:
+        fresh, already = _insert_fresh(conn, mine, sku, design)
+        return fresh, already, _deduct_sum(conn, fresh, sku, guard)
+
+    fresh, already, units = in_transaction(main, deduct)
+    # Committed in the main database: from here on a crash leaves the tasks LOCKED, to be
+    # claimed again and found applied (their anti-repeat rows). A lease lost meanwhile makes
+    # the compare-and-set skip the task; its new owner finds it applied the same way.
+    mine_ids = [t.id for t in mine]
+    in_transaction(shard_engine, lambda conn: store.complete_held(conn, shard, mine_ids, owner))
+    return BatchApplied(fresh, already, lost, units)
+
+
+def _one_shard_and_sku(tasks: Sequence[Task]) -> tuple[int, str]:
+    shard, sku = tasks[0].shard, tasks[0].order.sku
+    if any(t.shard != shard or t.order.sku != sku for t in tasks):
+        raise ValueError("a batch holds tasks of one SKU from one shard")
+    return shard, sku
+
+
+def _insert_fresh(
+    conn: Connection, mine: Sequence[Task], sku: str, design: str
+) -> tuple[tuple[Task, ...], tuple[Task, ...]]:
+    """The anti-repeat and ledger rows of the tasks not applied before; returns (fresh, those
+    applied before)."""
     before = applied_codes(conn, [t.order.anti_repeat_code for t in mine])
     fresh = tuple(t for t in mine if t.order.anti_repeat_code not in before)
     already = tuple(t for t in mine if t.order.anti_repeat_code in before)
@@ -133,14 +194,18 @@ def apply_batch(
             for t in fresh
         ]
         _insert_rows(conn, _INSERT_LEDGER, ledger)
-    store.complete_held(conn, shard, [t.id for t in mine], owner)
+    return fresh, already
+
+
+def _deduct_sum(conn: Connection, fresh: Sequence[Task], sku: str, guard: bool) -> int:
+    """The one summed UPDATE of the stock row (guarded: GuardShortfall when it cannot take it)."""
     units = sum(t.order.qty for t in fresh)
-    if units:  # last: the hot row stays locked for this statement and the commit only
+    if units:
         update = schema.DEDUCT_STOCK_IF_ENOUGH if guard else schema.DEDUCT_STOCK
         updated = conn.execute(update, schema.deduction_params(sku, units))
         if guard and updated.rowcount == 0:
             raise GuardShortfall(f"{sku}: the stock cannot take {units} units")
-    return BatchApplied(fresh, already, lost, units)
+    return units
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 A task is one accepted deduction waiting to be persisted. Its table is `tasks_<n>`, n chosen by
 the order id (crc32 % shards), so one order's tasks always land in one shard and a hot SKU's
-writes spread over all of them. Shards may live in one database or in several (one engine each).
+writes spread over all of them. Shards may live in one database or in several (one engine each):
+shard n lives in engine n % E, and the first engine is the *main* database, the one that holds the
+stock, the anti-repeat rows and the ledger (the others hold task tables only).
 
 Life cycle (the article's codes 0 and 100; the rest are the lab's):
 
@@ -31,6 +33,11 @@ compared byte for byte, never a LIKE pattern: `_` and `%` are legal in a node na
 "Pending" means *not yet applied*: a NEW, LOCKED or FAILED task whose anti-repeat row is not in
 the database. A task can be applied and still look NEW (its worker lost the lease while applying,
 so its completion failed); counting it as pending would subtract it twice from Redis at re-warm.
+With shards in other databases, the task rows and the anti-repeat rows cannot be joined in one
+statement: `stock_and_unapplied` reads the other databases' pending rows first, then the main
+database's stock, its own shards and the anti-repeat rows of those tasks in one statement (one
+snapshot). Read in that order, a task applied in between is still counted pending: Redis is
+then copied a little low (an undersell until the next re-warm), never high.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class Status(enum.IntEnum):
 
 
 PENDING = (Status.NEW, Status.LOCKED, Status.FAILED)
+# The kinds of row `TaskStore.stock_and_unapplied` reads in its one statement on the main database.
+_KINDS = ("stock", "task", "applied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +134,7 @@ _BOUND_TASK_VALUES = {name: sa.bindparam(name) for name in ("code", "order_id", 
 
 
 class TaskStore:
-    """The task tables of N shards, spread over one or more engines."""
+    """The task tables of N shards, spread over one or more engines (the first: the main one)."""
 
     def __init__(self, engines: Engine | Sequence[Engine], shards: int = 4) -> None:
         if shards < 1:
@@ -146,6 +155,19 @@ class TaskStore:
 
     def engine_of(self, shard: int) -> Engine:
         return self.engines[shard % len(self.engines)]
+
+    @property
+    def main_engine(self) -> Engine:
+        """The database of the stock, the anti-repeat rows and the ledger."""
+        return self.engines[0]
+
+    def in_main(self, shard: int) -> bool:
+        """Whether the shard's table lives in the main database (beside the stock)."""
+        return shard % len(self.engines) == 0
+
+    def tables_in(self, index: int) -> list[sa.Table]:
+        """The task tables that live in engine `index`."""
+        return [t for shard, t in enumerate(self.tables) if shard % len(self.engines) == index]
 
     def reset(self) -> None:
         """Drop and re-create every shard's table."""
@@ -510,14 +532,75 @@ class TaskStore:
 
     def pending_by_sku(self) -> dict[str, int]:
         """Units accepted but not yet applied (see the module's docstring), per SKU."""
-        by_engine: dict[int, list[sa.Table]] = {}
-        for shard, table in enumerate(self.tables):
-            by_engine.setdefault(shard % len(self.engines), []).append(table)
-        pending: dict[str, int] = {}
-        for index, tables in by_engine.items():
+        with self.main_engine.connect() as main:
+            return units_by_sku(self.unapplied(main))
+
+    def unapplied(self, main: Connection) -> pd.DataFrame:
+        """(order_id, sku, qty) of every task not yet applied, in every database; `main`: a
+        connection to the main database (see `stock_and_unapplied`)."""
+        return self.stock_and_unapplied(main)[1]
+
+    def stock_and_unapplied(
+        self, main: Connection, stock: sa.Subquery | None = None
+    ) -> tuple[dict[str, int], pd.DataFrame]:
+        """Each SKU's stock and every task not yet applied, read so that Redis's target (stock
+        minus unapplied) is never too high: first the pending rows of the shards in other
+        databases, then, in one statement on `main` (one snapshot), the stock, the unapplied
+        tasks of the shards beside it and which of the others' codes have an anti-repeat row.
+
+        `stock`: a subquery of (sku, units) to read the stock from (default: the stock table).
+        """
+        elsewhere = self._pending_elsewhere()
+        units = sa.literal_column("0", sa.Integer)
+        if stock is None:
+            stock = sa.select(schema.stock.c.sku, schema.stock.c.num.label("units")).subquery()
+        kind = {name: sa.literal_column(str(n), sa.Integer) for n, name in enumerate(_KINDS)}
+        parts: list[sa.Select[Any]] = [
+            sa.select(kind["stock"], stock.c.sku, stock.c.sku, stock.c.units)
+        ]
+        here = unapplied_tasks_query(self.tables_in(0))
+        if here is not None:
+            parts.append(sa.select(kind["task"], here.c.order_id, here.c.sku, here.c.qty))
+        if elsewhere:
+            code = schema.anti_repeat.c.code
+            # Inlined by the dialect's own quoting (not bound one by one): a backlog of tens of
+            # thousands of tasks would pass SQLite's and psycopg's limits on bound parameters.
+            codes = sa.bindparam("codes", list(elsewhere), expanding=True, literal_execute=True)
+            parts.append(sa.select(kind["applied"], code, code, units).where(code.in_(codes)))
+        rows = main.execute(sa.union_all(*parts)).all()
+        found: dict[str, int] = {}
+        waiting: list[tuple[str, str, int]] = []
+        applied: set[str] = set()
+        for row_kind, first, second, n in rows:
+            if row_kind == _KINDS.index("stock"):
+                found[first] = int(n)
+            elif row_kind == _KINDS.index("task"):
+                waiting.append((first, second, int(n)))
+            else:
+                applied.add(first)
+        waiting += [row for code, row in elsewhere.items() if code not in applied]
+        return found, pd.DataFrame(waiting, columns=["order_id", "sku", "qty"])
+
+    def _pending_elsewhere(self) -> dict[str, tuple[str, str, int]]:
+        """code -> (order_id, sku, qty) of the NEW, LOCKED and FAILED tasks of the shards that
+        live outside the main database (applied or not: only the main database can tell)."""
+        pending: dict[str, tuple[str, str, int]] = {}
+        statuses = [int(s) for s in PENDING]
+        for index in range(1, len(self.engines)):
+            tables = self.tables_in(index)
+            if not tables:
+                continue
+            query = sa.union_all(
+                *(
+                    sa.select(t.c.code, t.c.order_id, t.c.sku, t.c.qty).where(
+                        t.c.status.in_(statuses)
+                    )
+                    for t in tables
+                )
+            )
             with self.engines[index].connect() as conn:
-                for sku, units in units_by_sku(unapplied_tasks(conn, tables)).items():
-                    pending[sku] = pending.get(sku, 0) + units
+                for code, order_id, sku, qty in conn.execute(query):
+                    pending[code] = (order_id, sku, int(qty))
         return pending
 
 
