@@ -12,7 +12,12 @@ measured against that design on the same backends, in the same run:
   beside pgbench on one row (`drain_bench.drain_rates`);
 - `buckets`: stock buckets — one hot SKU's accepted orders/s on one row / one key against B
   buckets (`buckets_bench.bucket_rates`), and the false sold-outs B buckets cost
-  (`buckets_bench.bucket_false_sold_outs`).
+  (`buckets_bench.bucket_false_sold_outs`);
+- `cluster`: gate-1 decisions/s on a Redis Cluster with the load on one, two and three masters,
+  redis-benchmark and the Python client side by side (`cluster_bench.masters_table`; needs a
+  cluster URL: `./lab cluster up`);
+- `shards`: the task engine's drain with its task tables in one database, in two databases of
+  one server and (given a second server) in two servers (`drain_bench.drain_by_placement`).
 
 `run_parts` returns one JSON-ready dict (the backends, masked; the machine; the commit; a table
 per part), which `inventory-lab beyond --json` prints and `read_reference` reads back as frames.
@@ -30,13 +35,14 @@ from tqdm import tqdm
 
 from inventory_lab.bench import BenchSession
 from inventory_lab.buckets_bench import bucket_false_sold_outs, bucket_rates
-from inventory_lab.drain_bench import drain_rates
+from inventory_lab.cluster_bench import masters_table
+from inventory_lab.drain_bench import drain_by_placement, drain_rates
 from inventory_lab.experiment import source_commit
 from inventory_lab.flag_sale import compare_flags
 from inventory_lab.merging_bench import gate_one_rates, window_cost
 from inventory_lab.results import json_records
 
-PARTS = ("flags", "merging", "window", "drain", "buckets")
+PARTS = ("flags", "merging", "window", "drain", "buckets", "cluster", "shards")
 TABLES = (
     "flags",
     "merging_rates",
@@ -44,6 +50,8 @@ TABLES = (
     "drain_rates",
     "bucket_rates",
     "bucket_false_sold_outs",
+    "cluster_masters",
+    "shard_drain",
 )
 
 
@@ -56,9 +64,15 @@ def run_parts(
     batch: int = 16,
     drain_tasks: int = 20_000,
     bucket_orders: int = 4000,
+    cluster_url: str | None = None,
+    cluster_seconds: float = 10.0,
+    shard_tasks: int = 10_000,
+    second_server_url: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Measure each of `parts` on `session`'s backends; one JSON-ready dict."""
+    """Measure each of `parts` on `session`'s backends; one JSON-ready dict. `cluster_url`: the
+    Redis Cluster of the `cluster` part (without one, the part records why it did not run);
+    `second_server_url`: a database on a second server for the `shards` part."""
     unknown = [part for part in parts if part not in PARTS]
     if unknown:
         raise ValueError(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
@@ -82,6 +96,29 @@ def run_parts(
             }
         elif part == "window":
             body["window"] = json_records(window_cost(session))
+        elif part == "cluster":
+            if cluster_url is None:
+                body["cluster_masters"] = None
+                body["cluster_note"] = "no Redis Cluster given (./lab cluster up; --cluster)"
+            else:
+                masters = masters_table(
+                    cluster_url, seconds=cluster_seconds, processes=session.processes
+                )
+                body["cluster_masters"] = json_records(masters)
+        elif part == "shards":
+            drains = [
+                drain_by_placement(
+                    session,
+                    tasks=shard_tasks,
+                    merged=merged,
+                    second_server_url=second_server_url,
+                )
+                for merged in (False, True)
+            ]
+            body["shard_drain"] = json_records(pd.concat(d.rows for d in drains))
+            body["shard_ratios"] = {
+                drained.rows["design"].iloc[0]: drained.over_one_database() for drained in drains
+            }
         elif part == "buckets":
             rates = bucket_rates(session, orders=bucket_orders)
             body["bucket_rates"] = json_records(rates)

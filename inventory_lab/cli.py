@@ -23,7 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from inventory_lab import history
-from inventory_lab.backends import FAKE_REDIS, REDIS_CLUSTER_URL_VARIABLE, mask_url
+from inventory_lab.backends import (
+    FAKE_REDIS,
+    REDIS_CLUSTER_URL_VARIABLE,
+    configured_redis_cluster_url,
+    mask_url,
+)
 from inventory_lab.bench import SCENARIOS, bench_session, ratio_table, run_bench, run_targets
 from inventory_lab.beyond import PARTS as BEYOND_PARTS
 from inventory_lab.beyond import TABLES as BEYOND_TABLES
@@ -218,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "beyond",
         help="techniques beyond the article, each against the article's design in one run: "
         "local sold-out flag, merging at gate 1 (and the window's latency), merging at gate 2, "
-        "stock buckets",
+        "stock buckets, one to three cluster masters, task shards in two databases",
     )
     beyond.add_argument(
         "--parts",
@@ -243,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     beyond.add_argument(
         "--processes", type=_int_in(1, 64), default=os.cpu_count() or 1, help="load processes"
+    )
+    beyond.add_argument(
+        "--cluster",
+        default=None,
+        help="cluster: a redis+cluster:// URL (default: $INVENTORY_LAB_REDIS_CLUSTER_URL)",
+    )
+    beyond.add_argument(
+        "--shard-tasks", type=_int_in(100, 10_000_000), default=10_000, help="shards: tasks"
+    )
+    beyond.add_argument(
+        "--second-db", default=None, help="shards: a database on a second server (URL)"
     )
     beyond.add_argument("--redis", default=FAKE_REDIS)
     beyond.add_argument("--db", default=None)
@@ -639,6 +655,9 @@ def _beyond(args: argparse.Namespace) -> int:
             batch=args.batch,
             drain_tasks=args.drain_tasks,
             bucket_orders=args.bucket_orders,
+            cluster_url=args.cluster or configured_redis_cluster_url(),
+            shard_tasks=args.shard_tasks,
+            second_server_url=args.second_db,
             progress=not args.json,
         )
     if args.json:
@@ -649,7 +668,7 @@ def _beyond(args: argparse.Namespace) -> int:
         if table in body:
             print(f"\n{table}:")
             print(pd.DataFrame(body[table]).to_string(index=False))
-    for ratios in ("merging_ratios", "drain_ratios"):
+    for ratios in ("merging_ratios", "drain_ratios", "shard_ratios"):
         if ratios in body:
             print(json.dumps(body[ratios]))
     return 0

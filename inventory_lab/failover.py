@@ -53,15 +53,18 @@ class Failover:
     """Lose one master's acknowledged writes: `cut`, let clients write, then `fail`.
 
     `stock_keys`: the stock hashes whose units are counted. The master that fails is the one,
-    among those serving them, that holds the most keys when the cut comes: the hot SKU's, whose
-    anti-repeat codes pile up beside its stock.
+    among those serving them, that holds the most keys of `namespace` (every key, without one)
+    when the cut comes: the hot SKU's, whose anti-repeat codes pile up beside its stock.
     """
 
-    def __init__(self, cluster: LocalCluster, stock_keys: Sequence[str]) -> None:
+    def __init__(
+        self, cluster: LocalCluster, stock_keys: Sequence[str], namespace: str | None = None
+    ) -> None:
         if not stock_keys:
             raise ValueError("name at least one stock hash (the master serving it fails)")
         self.cluster = cluster
         self.stock_keys = list(stock_keys)
+        self.namespace = namespace
         self._cut: Cut | None = None
 
     def cut(self) -> str:
@@ -157,7 +160,10 @@ class Failover:
     def _key_count(self, port: int) -> int:
         admin = self._admin(port)
         try:
-            return int(admin.dbsize())
+            if self.namespace is None:
+                return int(admin.dbsize())
+            pattern = keys.namespace_pattern(self.namespace)
+            return sum(1 for _ in admin.scan_iter(match=pattern, count=1000))
         finally:
             admin.close()
 

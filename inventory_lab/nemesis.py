@@ -159,7 +159,7 @@ class Nemesis:
         if fault == "redis_failover":
             if cluster is None:
                 raise ValueError("redis_failover needs the LocalCluster the lab runs on (cluster=)")
-            self._failover = Failover(cluster, stock_hashes(lab))
+            self._failover = Failover(cluster, stock_hashes(lab), lab.namespace)
             strikes = (1, 1)  # a failover takes a second or two: one per run, and a window
             window = (0.10, 0.25)  # long enough for the master to acknowledge writes in it
         self._rng = random.Random(seed)

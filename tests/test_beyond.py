@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from inventory_lab.bench import bench_session
@@ -33,7 +34,7 @@ def test_an_unknown_part_is_refused_before_anything_runs(tmp_path):
         pytest.raises(ValueError, match="unknown part"),
     ):
         run_parts(session, ["flags", "teleport"])
-    assert PARTS == ("flags", "merging", "window", "drain", "buckets")
+    assert PARTS == ("flags", "merging", "window", "drain", "buckets", "cluster", "shards")
 
 
 def test_the_cli_prints_the_parts_and_refuses_unknown_ones(capsys, tmp_path):
@@ -43,3 +44,13 @@ def test_the_cli_prints_the_parts_and_refuses_unknown_ones(capsys, tmp_path):
     assert [row["flags"] for row in body["flags"]] == ["none", "pubsub", "ttl only"]
     assert main(["beyond", "--parts", "flags,teleport", "--db", db]) == 2
     assert "unknown part" in capsys.readouterr().err
+
+
+def test_the_shards_part_drains_in_one_and_two_databases_and_cluster_needs_a_cluster(tmp_path):
+    with bench_session("fake", f"sqlite:///{tmp_path / 'b.sqlite'}", namespace="t-beyond") as s:
+        body = run_parts(s, ["shards", "cluster"], shard_tasks=200)
+    drained = pd.DataFrame(body["shard_drain"])
+    assert set(drained["placement"]) == {"one database", "two databases"}  # no second server
+    assert drained["checker_ok"].all() and len(drained) == 4  # per task, and merged
+    assert all(r["one database"] == 1.0 for r in body["shard_ratios"].values())
+    assert body["cluster_masters"] is None and "./lab cluster up" in body["cluster_note"]

@@ -57,11 +57,16 @@ def test_expectations_cover_every_row_and_fault_and_say_why():
                 "lost",
                 "unaccounted",
             }
-    # the recommended design, as the lab builds it, is expected to keep every invariant
+    # the recommended design, as the lab builds it, is expected to keep every invariant, except
+    # through a Redis failover that loses acknowledged writes: no fence sees that, and the guard
+    # can only turn the oversell into a lost order (the client heard `accepted` already)
     for fault in FAULTS:
         for variant in ("", "guard"):
             expected = expectation(row_named(RECOMMENDED + (" +guard" if variant else "")), fault)
-            assert not expected.must and not expected.may
+            if fault == "redis_failover":
+                assert expected.may == ({"oversold", "lost"} if variant else {"oversold"})
+            else:
+                assert not expected.must and not expected.may
 
 
 def test_a_cell_that_disagrees_with_its_expectation_says_so(default_lab, monkeypatch):
