@@ -10,10 +10,11 @@ promoted copy still carries its epoch: nothing tells it apart from a copy that i
 On one machine the replica keeps up within microseconds, so the lab makes the lag last instead
 of hoping for it (`cut`): the replica is frozen (SIGSTOP) and its link dropped by the master
 (`CLIENT KILL TYPE replica`), and the master goes on acknowledging writes the replica will never
-get. `fail` then kills the master (-9), thaws the replica, waits until the cluster has promoted
-it and serves every slot again, and restarts the old master, which rejoins as the new master's
-replica. What the master acknowledged in between is counted from the master itself just before
-it dies: the keys it had gained and the net units its stock hashes had lost since the cut.
+get. `fail` then kills the master (-9), thaws the replica and waits until the cluster has
+promoted it and serves every slot again; `rejoin`, once the sale is over, restarts the old
+master, which rejoins as the new master's replica. What the master acknowledged in between is
+counted from the master itself just before it dies: the keys it had gained and the net units its
+stock hashes had lost since the cut.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from redis.cluster import RedisCluster
 from inventory_lab import keys
 from inventory_lab.errors import BackendError
 from inventory_lab.lab import Lab
-from inventory_lab.redis_cluster import LocalCluster, NodeInfo
+from inventory_lab.redis_cluster import ClusterStatus, LocalCluster, NodeInfo
 
 LOST = re.compile(r"lost (\d+) keys and (-?\d+) units")
 
@@ -66,13 +67,15 @@ class Failover:
         self.stock_keys = list(stock_keys)
         self.namespace = namespace
         self._cut: Cut | None = None
+        self._down: int | None = None  # the port of the master `fail` killed, until `rejoin`
+        self._status: ClusterStatus | None = None  # the settled cluster `prepare` found
 
     def cut(self) -> str:
         """Freeze the replica of the busiest master serving a stock hash and drop its link:
         from now on that master acknowledges writes its replica never receives."""
         if self._cut is not None:
             raise RuntimeError("already cut: fail() first")
-        status = self.cluster.status()
+        status = self._status or self.prepare()
         serving = {
             status.master_for_key(key).port: status.master_for_key(key) for key in self.stock_keys
         }
@@ -99,12 +102,15 @@ class Failover:
         return f"replica :{replica.port} frozen, cut off from master :{master.port}"
 
     def fail(self, timeout_s: float = 30.0) -> str:
-        """Kill the cut master, thaw its replica, wait for the promotion and a cluster that
-        serves every slot, restart the old master (now a replica). Returns what was lost."""
+        """Kill the cut master, thaw its replica, and wait for the promotion and a cluster that
+        serves every slot (the old master stays down until `rejoin`: restarted empty while the
+        sale runs, it could answer for its old slots for a moment). Returns what was lost."""
         cut = self._cut
         if cut is None:
             raise RuntimeError("nothing cut: cut() first")
         self._cut = None
+        self._status = None  # the roles change now: the next cut looks again
+        self._down = cut.master.port
         admin = self._admin(cut.master.port)
         try:
             keys_now, units = self._read(admin, cut.served)
@@ -115,13 +121,27 @@ class Failover:
         self.cluster.kill(cut.master.port)
         os.kill(cut.replica_pid, signal.SIGCONT)
         self._wait_promoted(cut, time.monotonic() + timeout_s)
-        self.cluster.start(cut.master.port)
-        self._wait_healthy(time.monotonic() + timeout_s)
         return (
             f"master :{cut.master.port} killed after it acknowledged writes its replica never "
             f"got: lost {lost_keys} keys and {lost_units} units of decrements; replica "
             f":{cut.replica.port} promoted"
         )
+
+    def prepare(self, timeout_s: float = 30.0) -> ClusterStatus:
+        """Wait until the cluster is settled and keep its status for `cut` (call it before the
+        sale starts: settling can take seconds after an earlier failover, and a cut must land
+        while the sale runs)."""
+        self._status = self._settled(time.monotonic() + timeout_s)
+        return self._status
+
+    def rejoin(self, timeout_s: float = 30.0) -> None:
+        """Restart the master `fail` killed (it rejoins as the new master's replica) and wait
+        until the cluster is healthy again; nothing to do when no node is down."""
+        if self._down is None:
+            return
+        port, self._down = self._down, None
+        self.cluster.start(port)
+        self._wait_healthy(time.monotonic() + timeout_s)
 
     @property
     def is_cut(self) -> bool:
@@ -152,10 +172,38 @@ class Failover:
             time.sleep(0.05)
 
     def _wait_healthy(self, deadline: float) -> None:
-        while not (status := self.cluster.status()).healthy:
+        self._settled(deadline)
+
+    def _settled(self, deadline: float) -> ClusterStatus:
+        """The cluster's status once it is healthy *and* every node's own ROLE agrees with it:
+        right after a failover one node's view of the others can lag behind (gossip), and a cut
+        made on that view would freeze the wrong node."""
+        while True:
+            status = self.cluster.status()
+            if status.healthy and self._roles_agree(status):
+                return status
             if time.monotonic() > deadline:
-                raise BackendError("the cluster did not heal: " + "; ".join(status.problems))
+                raise BackendError("the cluster did not settle: " + "; ".join(status.problems))
             time.sleep(0.05)
+
+    def _roles_agree(self, status: ClusterStatus) -> bool:
+        for master in status.masters:
+            for node, expected in (
+                (master, None),
+                *((r, master.port) for r in status.replicas_of(master)),
+            ):
+                admin = self._admin(node.port)
+                try:
+                    role = admin.execute_command("ROLE")
+                except redis.RedisError:
+                    return False
+                finally:
+                    admin.close()
+                if expected is None and role[0] != "master":
+                    return False
+                if expected is not None and (role[0] != "slave" or int(role[2]) != expected):
+                    return False
+        return True
 
     def _key_count(self, port: int) -> int:
         admin = self._admin(port)

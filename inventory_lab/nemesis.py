@@ -302,6 +302,8 @@ class Nemesis:
     def _install(self) -> None:
         """Hooks that stay for the whole run and strike only while `_active` is set."""
         design, lab, active, seed = self.design, self.lab, self._active, self._rng.randrange(2**31)
+        if self._failover is not None:  # settled before the sale starts: the cut is quick
+            self._failover.prepare()
         if self.fault == "anti_repeat_expiry":
             self._stack.enter_context(expire_before_retry(design, active))  # type: ignore[arg-type]
         elif self.fault == "crash_between_gates":
@@ -435,3 +437,5 @@ class Nemesis:
             self._admin_redis.execute_command("CLIENT", "UNPAUSE")
         if self.fault == "worker_crash":
             self.design.task_engine.kill_after_claim(0)  # type: ignore[attr-defined]
+        if self._failover is not None:  # the dead master back, as a replica, before the checks
+            self._failover.rejoin()
