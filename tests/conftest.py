@@ -26,13 +26,16 @@ from inventory_lab.backends import (
     mask_url,
     sql_dialect,
 )
-from inventory_lab.shard_databases import SHARDS_SUFFIX, beside
+from inventory_lab.shard_databases import beside
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REAL_REDIS = configured_redis_url()
 REAL_DBS = configured_db_urls()
 REAL_REDIS_CLUSTER = configured_redis_cluster_url()  # redis+cluster://… (`./lab cluster up`)
 RUN_ID = uuid.uuid4().hex[:8]
+# A test's second database: not `_shards`, the name a sharded design makes beside the lab's
+# database when it is given none (the review does so), which would then exist already.
+SECOND_SUFFIX = "_second"
 
 
 def wait_until(predicate, timeout_s: float = 5.0) -> bool:
@@ -77,7 +80,7 @@ class _ScratchDatabases:
         """A second scratch database on the server of `scratch_url` (one of this session's)."""
         for (server_url, suffix), url in list(self.created.items()):
             if not suffix and url == scratch_url:
-                return self.url_for(server_url, SHARDS_SUFFIX)
+                return self.url_for(server_url, SECOND_SUFFIX)
         raise LookupError(f"not a scratch database of this session: {mask_url(scratch_url)}")
 
     def _create(self, server_url: str, suffix: str = "") -> str:

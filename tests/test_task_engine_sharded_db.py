@@ -255,6 +255,26 @@ def test_the_embedded_default_puts_the_shards_in_a_file_beside_the_labs(default_
         design.close()
 
 
+def test_a_second_database_is_had_after_a_design_made_its_own_beside_the_lab(lab, second_database):
+    """The review runs the sharded designs with their default placement (a database beside the
+    lab's); a test that asks for a second database afterwards must get one of its own (the
+    landing CI failed on this: both were named `<lab's database>_shards`)."""
+    design = design_class(PER_TASK)(lab, start_workers=False)
+    try:
+        design.setup({"sku-1": 1})
+        default_url = design.store.engines[1].url.render_as_string(hide_password=False)
+    finally:
+        design.close()
+    second = second_database(lab)
+    assert second != default_url
+    other = _design(lab, second_database)
+    try:
+        other.setup({"sku-1": 1})
+        assert other.store.engines[1].url.render_as_string(hide_password=False) == second
+    finally:
+        other.close()
+
+
 def test_beside_names_a_sibling_file_or_a_database_on_the_same_server():
     assert beside("sqlite:////tmp/x/lab.sqlite") == "sqlite:////tmp/x/lab-shards.sqlite"
     url = "postgresql+psycopg://u:secret@db:5432/test"
